@@ -1,0 +1,178 @@
+"""What the single and the batch env share: versions, data, episode sampler, simulator, spaces and info.
+
+Keeping it here means both envs build identical episodes, observations and info dicts from one simulator.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from gymnasium import spaces
+
+from data.panel import Panel, load_panel
+from data.splits import Split, get_split
+from market_env.episodes import Episode, EpisodeSampler
+from market_env.errors import EpisodeError, UnknownNameError
+from market_env.grader import get_grader, grade_episodes
+from market_env.observations import (
+    CLIP,
+    TEXT_CHARSET,
+    Snapshot,
+    display_names,
+    market_vector_table,
+    vector_size,
+)
+from market_env.simulator import MarketSimulator, StepReport
+from market_env.tasks import TaskSpec
+from market_env.versions import get_version
+
+PriceData = str | Path | pd.DataFrame | Panel | None
+OBS_MODES = ("text", "numeric")
+MAX_OBS_CHARS = 65_536
+MAX_ACTION_CHARS = 8_192
+
+
+@functools.lru_cache(maxsize=32)
+def episode_sampler(panel: Panel, task: TaskSpec, split: Split, lookback: int) -> EpisodeSampler:
+    return EpisodeSampler(panel, task, split, lookback)
+
+
+@functools.lru_cache(maxsize=4)
+def cached_market_table(panel: Panel) -> np.ndarray:
+    return market_vector_table(panel)
+
+
+def trades_of(report: StepReport, i: int, names: tuple[str, ...]) -> list[dict]:
+    """Executed trades of env ``i`` this step, sells first (the order they filled in)."""
+    trades = []
+    for side, shares, price, fees in (
+        ("SELL", report.sold[i], report.sell_price[i], report.sell_costs[i]),
+        ("BUY", report.bought[i], report.buy_price[i], report.buy_costs[i]),
+    ):
+        for k in np.flatnonzero(shares > 0):
+            value = float(shares[k] * price[k])
+            trades.append(
+                {"side": side, "symbol": names[k], "shares": int(shares[k]), "price": float(price[k]),
+                 "value": value, "costs": float(fees[k])}
+            )  # fmt: skip
+    return trades
+
+
+class Market:
+    def __init__(
+        self,
+        task: str,
+        split: str,
+        obs_mode: str,
+        version: str | None,
+        data: PriceData,
+        anonymize: bool,
+        n_envs: int,
+    ) -> None:
+        if obs_mode not in OBS_MODES:
+            raise UnknownNameError("observation mode", obs_mode, list(OBS_MODES))
+        self.version = get_version(version)
+        self.task = self.version.task(task)
+        self.split = get_split(split)
+        self.obs_mode, self.anonymize = obs_mode, anonymize
+        self.panel = data if isinstance(data, Panel) else load_panel(data)
+        rules = self.version.rules
+        self.sampler = episode_sampler(self.panel, self.task, self.split, rules.lookback_days)
+        self.sim = MarketSimulator(self.panel, self.task, rules, get_grader(self.version.grader), n_envs)
+        self.table = cached_market_table(self.panel)
+        self.observation_space, self.action_space = self._spaces()
+
+    def _spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        n_stocks = self.task.n_stocks
+        if self.obs_mode == "numeric":
+            observation = spaces.Box(-CLIP, CLIP, (vector_size(n_stocks),), dtype=np.float32)
+            return observation, spaces.Box(-1.0, 1.0, (n_stocks,), dtype=np.float32)
+        observation = spaces.Text(MAX_OBS_CHARS, charset=TEXT_CHARSET)
+        return observation, spaces.Text(MAX_ACTION_CHARS, min_length=0, charset=TEXT_CHARSET)
+
+    # ------------------------------------------------------------------------------------- episodes
+    def names_for(self, i: int) -> tuple[str, ...]:
+        return display_names(self.panel, self.sim.symbols[i], self.anonymize)
+
+    def episode_from_options(self, options: dict[str, Any] | None) -> Episode | None:
+        """An explicit episode from reset options: ``{"episode": Episode}`` or start_date + symbols."""
+        if not options:
+            return None
+        if isinstance(options.get("episode"), Episode):
+            return options["episode"]
+        if "start_date" in options and "symbols" in options:
+            return self.sampler.explicit(str(options["start_date"]), list(options["symbols"]))
+        raise EpisodeError(
+            f"reset options {sorted(options)} name no episode; pass {{'start_date': ..., 'symbols': [...]}}"
+        )
+
+    def snapshot(self, env_ids: np.ndarray | slice = slice(None)) -> Snapshot:
+        sim = self.sim
+        nav = sim.nav[np.arange(sim.n_envs), sim.t][env_ids]
+        return Snapshot(
+            panel=self.panel, market_table=self.table, day=sim.day[env_ids], t=sim.t[env_ids],
+            n_days=sim.n_days, start_day=sim.start_day[env_ids], symbols=sim.symbols[env_ids],
+            cash=sim.cash[env_ids], nav=nav, start_cash=sim.start_cash, shares=sim.shares[env_ids],
+            avg_cost=sim.avg_cost[env_ids], close=sim.close_now[env_ids],
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------------------------------- info
+    def base_info(self) -> dict[str, Any]:
+        return {
+            "env_version": self.version.version,
+            "task_version": self.task.version,
+            "task": self.task.name,
+            "split": self.split.name,
+        }
+
+    def episode_info(self, i: int) -> dict[str, Any]:
+        """Where episode ``i`` lies in the real data (real names and dates, also when anonymised)."""
+        start = int(self.sim.start_day[i])
+        return {
+            "start_date": self.panel.iso_date(start),
+            "end_date": self.panel.iso_date(start + self.task.n_days),
+            "real_symbols": [self.panel.symbols[int(s)] for s in self.sim.symbols[i]],
+        }
+
+    def reset_info(self, i: int) -> dict[str, Any]:
+        return (
+            self.base_info()
+            | self.episode_info(i)
+            | {
+                "date": self.panel.iso_date(int(self.sim.day[i])),
+                "symbols": list(self.names_for(i)),
+                "nav": float(self.sim.start_cash),
+                "cash": float(self.sim.cash[i]),
+            }
+        )
+
+    def step_info(self, i: int, report: StepReport, names: tuple[str, ...]) -> dict[str, Any]:
+        sim = self.sim
+        return self.base_info() | {
+            "date": self.panel.iso_date(int(sim.day[i])),
+            "nav": float(sim.nav[i, sim.t[i]]),
+            "cash": float(sim.cash[i]),
+            "positions": dict(zip(names, sim.shares[i].astype(np.int64).tolist())),
+            "prices": dict(zip(names, sim.close_now[i].tolist())),
+            "costs": float(report.costs[i]),
+            "capped": [names[k] for k in np.flatnonzero(report.capped[i])],
+            "rejected": [names[k] for k in np.flatnonzero(report.rejected[i])],
+            "unfilled": [names[k] for k in np.flatnonzero(report.unfilled[i])],
+        }
+
+    def grades(self, env_ids: np.ndarray) -> list[dict[str, Any]]:
+        """Final grades of finished episodes, with where each lay in the data."""
+        sim = self.sim
+        grades = grade_episodes(
+            sim.nav[env_ids],
+            sim.trade_days[env_ids],
+            sim.costs_paid[env_ids],
+            sim.bench_nav[env_ids] / sim.start_cash - 1.0,
+            self.version.grader,
+        )
+        base = self.base_info()
+        return [grade | base | self.episode_info(int(i)) for grade, i in zip(grades, env_ids)]

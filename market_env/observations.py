@@ -1,0 +1,249 @@
+"""Observations: one per-step snapshot, rendered as text (for LLMs) or as a float32 vector (for PPO).
+
+Both renderers read the same :class:`Snapshot`, so both modes carry the same information; a test decodes
+the text and compares it with the vector.
+
+Numeric layout, ``K * len(STOCK_FEATURES) + len(GLOBAL_FEATURES)`` float32 values in three blocks: the market
+features stock by stock (K x 10, the episode's symbol order), then the portfolio features feature by feature
+(weight of every stock, then unrealised P&L of every stock, then held), then the global features. Blocks
+let the batch env gather and write each with one vectorised call; ``split_observation`` turns a vector back
+into (K, 13) per-stock rows in ``STOCK_FEATURES`` order. Every value is a fixed transform (no fitted
+statistics, so nothing leaks from the future) clipped to [-CLIP, CLIP]:
+
+| feature            | transform                         | feature         | transform                       |
+|--------------------|-----------------------------------|-----------------|---------------------------------|
+| change_1d          | x * 20                            | trend           | (SMA20/SMA50 - 1) * 10          |
+| change_5d          | x * 10                            | atr_pct         | ATR14/close * 20                |
+| rsi                | (RSI - 50) / 50                   | momentum_20d    | x * 5                           |
+| macd_hist          | hist / close * 50                 | volume_ratio    | log(volume / 20-day mean)       |
+| macd_hist_change   | (hist - hist_prev) / close * 200  | weight          | position value / NAV            |
+| pct_b              | %B - 0.5                          | unrealised_pnl  | (close / avg cost - 1) * 10     |
+|                    |                                   | held            | 1 if shares > 0 else 0          |
+Global: cash_weight = cash / NAV, return_since_start = (NAV / start cash - 1) * 10, progress = t / N.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from data.panel import Panel
+from market_env.actions import ACTION_GRAMMAR
+
+CLIP = 5.0
+MARKET_FEATURES = (
+    "change_1d", "change_5d", "rsi", "macd_hist", "macd_hist_change",
+    "pct_b", "trend", "atr_pct", "momentum_20d", "volume_ratio",
+)  # fmt: skip
+STOCK_FEATURES = (*MARKET_FEATURES, "weight", "unrealised_pnl", "held")
+GLOBAL_FEATURES = ("cash_weight", "return_since_start", "progress")
+TEXT_CHARSET = frozenset(string.printable)
+ANONYMOUS_NAMES = tuple(f"STOCK_{letter}" for letter in string.ascii_uppercase)
+
+
+def vector_size(n_stocks: int) -> int:
+    return n_stocks * len(STOCK_FEATURES) + len(GLOBAL_FEATURES)
+
+
+def market_vector_table(panel: Panel) -> np.ndarray:
+    """Normalised market features for every (day, symbol), float32 (T, S, 10); computed once per panel."""
+    f = {name: panel.features[..., panel.feature_names.index(name)] for name in MARKET_FEATURES}
+    close = panel.close
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns = [
+            f["change_1d"] * 20.0,
+            f["change_5d"] * 10.0,
+            (f["rsi"] - 50.0) / 50.0,
+            f["macd_hist"] / close * 50.0,
+            f["macd_hist_change"] / close * 200.0,
+            f["pct_b"] - 0.5,
+            f["trend"] * 10.0,
+            f["atr_pct"] * 20.0,
+            f["momentum_20d"] * 5.0,
+            np.log(np.maximum(f["volume_ratio"], 1e-6)),
+        ]
+    table = np.clip(np.nan_to_num(np.stack(columns, axis=-1), nan=0.0), -CLIP, CLIP)
+    return table.astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The state every observation of a step is rendered from, for B episodes (B = 1 for the single env)."""
+
+    panel: Panel
+    market_table: np.ndarray  # (T, S, 10) float32 from market_vector_table
+    day: np.ndarray  # (B,) calendar index of the decision close
+    t: np.ndarray  # (B,) decisions already made
+    n_days: int
+    start_day: np.ndarray  # (B,)
+    symbols: np.ndarray  # (B, K) panel symbol indices
+    cash: np.ndarray  # (B,)
+    nav: np.ndarray  # (B,)
+    start_cash: float
+    shares: np.ndarray  # (B, K)
+    avg_cost: np.ndarray  # (B, K)
+    close: np.ndarray  # (B, K) close of the decision day
+
+    @cached_property
+    def features(self) -> np.ndarray:
+        """Raw indicator values (B, K, F) in ``panel.feature_names`` order."""
+        return self.panel.features[self.day[:, None], self.symbols]
+
+
+class VectorRenderer:
+    """Renders numeric observations of B episodes into one reused float32 buffer (no per-step allocation)."""
+
+    def __init__(self, n_envs: int, n_stocks: int) -> None:
+        self.n_stocks = n_stocks
+        self.out = np.zeros((n_envs, vector_size(n_stocks)), dtype=np.float32)
+        self._index = np.zeros((n_envs, n_stocks), dtype=np.int64)
+        self._tmp = np.zeros((n_envs, n_stocks))
+        self._held = np.zeros((n_envs, n_stocks), dtype=bool)
+        k, n_market = n_stocks, len(MARKET_FEATURES)
+        self._market = self.out[:, : k * n_market].reshape(n_envs, k, n_market)
+        self._weight, self._pnl, self._held_out = (
+            self.out[:, k * (n_market + j) : k * (n_market + j + 1)] for j in range(3)
+        )
+        self._global = self.out[:, k * len(STOCK_FEATURES) :]
+
+    def __call__(self, snapshot: Snapshot) -> np.ndarray:
+        """The observations (B, D); the buffer is overwritten by the next call."""
+        table = snapshot.market_table
+        np.multiply(snapshot.day[:, None], table.shape[1], out=self._index)
+        self._index += snapshot.symbols
+        table.reshape(-1, table.shape[2]).take(self._index, axis=0, out=self._market, mode="clip")
+        nav = snapshot.nav[:, None]
+        np.multiply(snapshot.shares, snapshot.close, out=self._tmp)
+        np.divide(self._tmp, nav, out=self._weight)
+        np.greater(snapshot.shares, 0.0, out=self._held)
+        self._held_out[:] = self._held
+        # unrealised P&L where held; flat positions have avg cost 0, kept finite by the floor then zeroed
+        np.maximum(snapshot.avg_cost, 1e-9, out=self._tmp)
+        np.divide(snapshot.close, self._tmp, out=self._tmp)
+        self._tmp -= 1.0
+        self._tmp *= 10.0
+        self._tmp *= self._held
+        np.clip(self._tmp, -CLIP, CLIP, out=self._pnl)
+        self._global[:, 0] = snapshot.cash / snapshot.nav
+        self._global[:, 1] = np.clip((snapshot.nav / snapshot.start_cash - 1.0) * 10.0, -CLIP, CLIP)
+        self._global[:, 2] = snapshot.t / snapshot.n_days
+        return self.out
+
+
+def render_vectors(snapshot: Snapshot) -> np.ndarray:
+    """Numeric observations (B, D) float32 of a snapshot, as a new array."""
+    return VectorRenderer(*snapshot.symbols.shape)(snapshot).copy()
+
+
+def split_observation(obs: np.ndarray, n_stocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(..., D) observations -> per-stock rows (..., K, 13) in ``STOCK_FEATURES`` order, globals (..., 3)."""
+    lead, k, n_market = obs.shape[:-1], n_stocks, len(MARKET_FEATURES)
+    market = obs[..., : k * n_market].reshape(*lead, k, n_market)
+    portfolio = obs[..., k * n_market : k * len(STOCK_FEATURES)].reshape(*lead, 3, k)
+    per_stock = np.concatenate([market, np.swapaxes(portfolio, -1, -2)], axis=-1)
+    return per_stock, obs[..., k * len(STOCK_FEATURES) :]
+
+
+# ------------------------------------------------------------------------------------------------ text
+def format_rupees(amount: float) -> str:
+    """Indian digit grouping: 1234567.8 -> 'Rs 12,34,568'."""
+    sign, whole = ("-" if amount < 0 else ""), f"{abs(amount):.0f}"
+    head, tail = whole[:-3], whole[-3:]
+    groups = []
+    while len(head) > 2:
+        groups.insert(0, head[-2:])
+        head = head[:-2]
+    if head:
+        groups.insert(0, head)
+    return f"Rs {sign}{','.join([*groups, tail])}"
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{x * 100:+.{digits}f}%"
+
+
+def rsi_label(rsi: float) -> str:
+    return "oversold" if rsi < 30 else "overbought" if rsi > 70 else "neutral"
+
+
+def macd_label(hist: float, change: float) -> str:
+    return f"{'positive' if hist >= 0 else 'negative'}, {'rising' if change >= 0 else 'falling'}"
+
+
+def pct_b_label(pct_b: float) -> str:
+    if pct_b < 0:
+        return "below lower band"
+    if pct_b > 1:
+        return "above upper band"
+    return "near lower band" if pct_b < 0.2 else "near upper band" if pct_b > 0.8 else "mid-band"
+
+
+def trend_label(trend: float) -> str:
+    return "uptrend" if trend > 0.01 else "downtrend" if trend < -0.01 else "flat"
+
+
+def atr_label(atr_pct: float) -> str:
+    return "calm" if atr_pct < 0.015 else "volatile" if atr_pct > 0.03 else "normal"
+
+
+def volume_label(ratio: float) -> str:
+    return "heavy" if ratio > 1.5 else "light" if ratio < 0.7 else "normal"
+
+
+def _stock_line(
+    name: str, close: float, f: dict[str, float], shares: float, avg_cost: float, scale: float
+) -> str:
+    position = "flat"
+    if shares > 0:
+        position = f"{shares:.0f} sh @{avg_cost * scale:.2f} ({_pct(close / avg_cost - 1.0)})"
+    return (
+        f"{name} {close * scale:.2f} (day {_pct(f['change_1d'])}, 5d {_pct(f['change_5d'])}) | "
+        f"RSI {f['rsi']:.1f} {rsi_label(f['rsi'])} | "
+        f"MACD {f['macd_hist'] * scale:+.2f} {macd_label(f['macd_hist'], f['macd_hist_change'])} | "
+        f"%B {f['pct_b']:.2f} {pct_b_label(f['pct_b'])} | "
+        f"trend {_pct(f['trend'])} {trend_label(f['trend'])} | "
+        f"ATR {f['atr_pct'] * 100:.1f}% {atr_label(f['atr_pct'])} | "
+        f"mom20 {_pct(f['momentum_20d'])} | "
+        f"vol {f['volume_ratio']:.1f}x {volume_label(f['volume_ratio'])} | "
+        f"pos {position}"
+    )
+
+
+def display_names(panel: Panel, symbols: np.ndarray, anonymize: bool) -> tuple[str, ...]:
+    """Names the agent sees and trades with: real symbols, or STOCK_A.. in the episode's order."""
+    if anonymize:
+        return ANONYMOUS_NAMES[: len(symbols)]
+    return tuple(panel.symbols[int(s)] for s in symbols)
+
+
+def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool) -> str:
+    """The text observation of one episode. Anonymised: STOCK_A.. names, no date, prices = 100 at start."""
+    i = env_index
+    panel, t = snapshot.panel, int(snapshot.t[i])
+    when = "" if anonymize else f", {panel.iso_date(int(snapshot.day[i]))}"
+    nav, cash = float(snapshot.nav[i]), float(snapshot.cash[i])
+    lines = [
+        f"Day {t + 1} of {snapshot.n_days}{when}. Cash {format_rupees(cash)}; portfolio value "
+        f"{format_rupees(nav)} ({_pct(nav / snapshot.start_cash - 1.0, 2)} since start).",
+        "Stocks: close (day, 5-day change) | indicators | your position",
+    ]
+    start_close = panel.close[int(snapshot.start_day[i]), snapshot.symbols[i]]
+    features = snapshot.features[i]
+    for k, name in enumerate(names):
+        f = dict(zip(panel.feature_names, features[k].tolist()))
+        scale = 100.0 / float(start_close[k]) if anonymize else 1.0
+        lines.append(
+            _stock_line(
+                name,
+                float(snapshot.close[i, k]),
+                f,
+                float(snapshot.shares[i, k]),
+                float(snapshot.avg_cost[i, k]),
+                scale,
+            )
+        )
+    lines.append(ACTION_GRAMMAR)
+    return "\n".join(lines)

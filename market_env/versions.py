@@ -1,0 +1,56 @@
+"""Environment versions as frozen entries: market rules, tasks and the grader each version uses.
+
+A version is never edited once published; a change is a new entry and the old one stays runnable
+(``market_env.make("hard", version="1.0.0")``), so a result can always be reproduced under the version
+it reports. Gymnasium ids carry the major version: ``nifty-rl/Hard-v1`` is env 1.0.0.
+
+History
+- 1.0.0: market rules of DESIGN.md; grader 1.0.0 (the published composite; doing nothing scores 0.300).
+- 2.0.0: same market and tasks; grader 2.0.0 (return in excess of equal-weight buy-and-hold, a cost
+  term instead of pay-for-activity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from market_env.costs import CostModel
+from market_env.errors import check_name
+from market_env.tasks import EASY_V1, HARD_V1, MEDIUM_V1, TaskSpec
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    start_cash: float = 1_000_000.0  # Rs 10,00,000
+    costs: CostModel = field(default_factory=CostModel)
+    lookback_days: int = 60  # history every episode symbol must have before its first decision
+
+
+@dataclass(frozen=True)
+class EnvVersion:
+    version: str
+    grader: str
+    rules: MarketRules
+    tasks: dict[str, TaskSpec]
+    notes: str
+
+    def task(self, name: str) -> TaskSpec:
+        check_name("task", name, self.tasks)
+        return self.tasks[name]
+
+
+_TASKS_V1 = {"easy": EASY_V1, "medium": MEDIUM_V1, "hard": HARD_V1}
+
+ENV_VERSIONS: dict[str, EnvVersion] = {
+    "1.0.0": EnvVersion("1.0.0", "1.0.0", MarketRules(), _TASKS_V1, "published composite grader"),
+    "2.0.0": EnvVersion(
+        "2.0.0", "2.0.0", MarketRules(), _TASKS_V1, "excess-return grader, no pay-for-activity"
+    ),
+}
+ENV_VERSION = "2.0.0"  # the newest; the default everywhere
+
+
+def get_version(version: str | None = None) -> EnvVersion:
+    name = ENV_VERSION if version is None else version
+    check_name("env version", name, ENV_VERSIONS)
+    return ENV_VERSIONS[name]

@@ -1,0 +1,117 @@
+"""Text and numeric observations: one snapshot, the same information, anonymisation."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import market_env
+from market_env.observations import (
+    GLOBAL_FEATURES,
+    STOCK_FEATURES,
+    TEXT_CHARSET,
+    format_rupees,
+    render_text,
+    render_vectors,
+    split_observation,
+    vector_size,
+)
+
+LINE = re.compile(
+    r"^(?P<name>\S+) (?P<close>[\d.]+) \(day (?P<d1>[+-][\d.]+)%, 5d (?P<d5>[+-][\d.]+)%\) \| "
+    r"RSI (?P<rsi>[\d.]+) \w+ \| MACD (?P<macd>[+-][\d.]+) [\w, ]+ \| %B (?P<pctb>-?[\d.]+) [\w -]+ \| "
+    r"trend (?P<trend>[+-][\d.]+)% \w+ \| ATR (?P<atr>[\d.]+)% \w+ \| mom20 (?P<mom>[+-][\d.]+)% \| "
+    r"vol (?P<vol>[\d.]+)x \w+ \| pos (?P<pos>.+)$"
+)
+HEADER = re.compile(
+    r"^Day (?P<day>\d+) of (?P<n>\d+).*Cash Rs (?P<cash>[\d,]+); portfolio value Rs (?P<nav>[\d,]+)"
+)
+
+
+def _rupees(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+@pytest.mark.parametrize("task", market_env.TASK_NAMES)
+def test_text_and_vector_from_one_snapshot_carry_the_same_numbers(task):
+    env = market_env.make(task, split="val", seed=8)
+    _, info = env.reset()
+    names = info["symbols"]
+    env.step("\n".join(f"BUY {s} 0.1" for s in names[:3]))
+    env.step("HOLD")
+    snapshot = env.market.snapshot()
+    text = render_text(snapshot, 0, env.names, anonymize=False)
+    vector = render_vectors(snapshot)[0]
+    n = len(names)
+    assert vector.shape == (vector_size(n),)
+    stocks, _ = split_observation(vector, n)
+    col = {name: i for i, name in enumerate(STOCK_FEATURES)}
+    lines = text.splitlines()
+    header = HEADER.match(lines[0])
+    assert int(header["day"]) == 3 and vector[-1] == pytest.approx(2 / int(header["n"]))
+    nav = _rupees(header["nav"])
+    assert vector[-len(GLOBAL_FEATURES)] == pytest.approx(_rupees(header["cash"]) / nav, abs=2e-6)
+    for k, line in enumerate(lines[2 : 2 + n]):
+        m = LINE.match(line)
+        assert m, line
+        assert m["name"] == names[k]
+        assert float(m["rsi"]) == pytest.approx(stocks[k, col["rsi"]] * 50 + 50, abs=0.051)
+        assert float(m["d1"]) / 100 == pytest.approx(stocks[k, col["change_1d"]] / 20, abs=5.1e-4)
+        assert float(m["d5"]) / 100 == pytest.approx(stocks[k, col["change_5d"]] / 10, abs=5.1e-4)
+        assert float(m["pctb"]) == pytest.approx(stocks[k, col["pct_b"]] + 0.5, abs=5.1e-3)
+        assert float(m["trend"]) / 100 == pytest.approx(stocks[k, col["trend"]] / 10, abs=5.1e-4)
+        assert float(m["atr"]) / 100 == pytest.approx(stocks[k, col["atr_pct"]] / 20, abs=5.1e-4)
+        assert float(m["mom"]) / 100 == pytest.approx(stocks[k, col["momentum_20d"]] / 5, abs=5.1e-4)
+        assert float(m["vol"]) == pytest.approx(np.exp(stocks[k, col["volume_ratio"]]), abs=0.051)
+        held = m["pos"] != "flat"
+        assert stocks[k, col["held"]] == float(held)
+        if held:
+            shares = float(m["pos"].split()[0])
+            weight = shares * float(m["close"]) / nav
+            assert stocks[k, col["weight"]] == pytest.approx(weight, rel=1e-3)
+    assert text.endswith(market_env.ACTION_GRAMMAR)
+
+
+def test_text_observation_fits_its_space_for_the_hard_task():
+    env = market_env.make("hard", split="test", seed=0)
+    obs, _ = env.reset()
+    assert set(obs) <= TEXT_CHARSET
+    assert env.observation_space.contains(obs)
+    assert obs.count("\n") == 2 + 25 + market_env.ACTION_GRAMMAR.count("\n")
+
+
+def test_anonymised_text_hides_names_dates_and_price_levels():
+    env = market_env.make("medium", split="test", seed=5, anonymize=True)
+    obs, info = env.reset()
+    assert info["symbols"] == [f"STOCK_{c}" for c in "ABCDEFGHIJ"]
+    for real in info["real_symbols"]:
+        assert not re.search(rf"\b{re.escape(real)}\b", obs)
+    assert not re.search(r"20\d\d-\d\d-\d\d", obs)
+    closes = [float(line.split()[1]) for line in obs.splitlines()[2:12]]
+    assert closes == [100.0] * 10  # rescaled to 100 at the episode start
+    _, _, _, _, step = env.step("BUY STOCK_C 0.2")
+    assert step["trades"][0]["symbol"] == "STOCK_C" and not step["invalid_action"]
+    _, _, _, _, step = env.step(f"BUY {info['real_symbols'][0]} 0.2")
+    assert step["invalid_action"]  # real names are not tradable names in anonymous mode
+
+
+def test_anonymised_numeric_observation_equals_the_plain_one():
+    plain = market_env.make("hard", split="val", obs_mode="numeric", seed=2)
+    anonymous = market_env.make("hard", split="val", obs_mode="numeric", seed=2, anonymize=True)
+    np.testing.assert_array_equal(plain.reset()[0], anonymous.reset()[0])
+
+
+@pytest.mark.parametrize(
+    "amount, text",
+    [
+        (1_000_000, "Rs 10,00,000"),
+        (1234567.8, "Rs 12,34,568"),
+        (999, "Rs 999"),
+        (0, "Rs 0"),
+        (-45210, "Rs -45,210"),
+    ],
+)
+def test_rupees_use_indian_digit_grouping(amount, text):
+    assert format_rupees(amount) == text
