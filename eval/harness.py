@@ -1,0 +1,168 @@
+"""Paired evaluation: every agent plays the same episodes, in lockstep through the batch API.
+
+Episodes are fixed by (task, split, seed, episodes): slot i of the batch is the episode
+``market_env.make(task, split=split).reset(seed=seed + i)`` plays, for every agent and every run, so
+differences between agents are not differences in market luck.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+import market_env
+from eval.agents import Agent, RuleAgent
+from market_env.actions import Order, format_action, numeric_to_fractions
+from market_env.grader import grade_episodes
+from market_env.market import PriceData
+from market_env.versions import get_version
+
+SUMMARY_METRICS = ("score", "total_return", "sharpe", "max_drawdown", "activity", "invalid_rate")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which episodes to play. The same config gives every agent the same episodes."""
+
+    task: str = "hard"
+    split: str = "test"
+    episodes: int = 50
+    seed: int = 0
+    env_version: str | None = None  # default: the newest
+    obs_mode: str | None = None  # default: the agent's own mode
+    anonymize: bool = False
+    data: PriceData = field(default=None, repr=False)  # default: the embedded NIFTY set
+
+
+@dataclass
+class EvalResult:
+    """One agent on one (task, env version): per-episode rows and where they came from."""
+
+    agent: str
+    model: str
+    adapter: str
+    config: EvalConfig
+    env_version: str
+    task_version: str
+    grader_version: str
+    data_sha256: str
+    obs_mode: str
+    episodes: list[dict[str, Any]]
+    seconds: float
+    transcripts: list[dict[str, Any]] = field(default_factory=list)
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.array([row[metric] for row in self.episodes], dtype=np.float64)
+
+    def params(self) -> dict[str, Any]:
+        """The run's identity, as logged to MLflow and written to JSON."""
+        return {
+            "agent": self.agent, "model": self.model, "adapter": self.adapter, "task": self.config.task,
+            "split": self.config.split, "episodes": self.config.episodes, "seed": self.config.seed,
+            "env_version": self.env_version, "task_version": self.task_version,
+            "grader_version": self.grader_version, "data_sha256": self.data_sha256, "obs_mode": self.obs_mode,
+            "anonymize": self.config.anonymize,
+        }  # fmt: skip
+
+
+def numeric_to_text(actions: np.ndarray, names: list[tuple[str, ...]]) -> list[str]:
+    """Write numeric actions as text orders, so a rule agent can be run through the text pipeline."""
+    sell, buy, _ = numeric_to_fractions(np.asarray(actions, dtype=np.float64))
+    texts = []
+    for i, symbols in enumerate(names):
+        orders = [Order("SELL", s, float(f)) for s, f in zip(symbols, sell[i]) if f > 0]
+        orders += [Order("BUY", s, float(f)) for s, f in zip(symbols, buy[i]) if f > 0]
+        texts.append(format_action(orders))
+    return texts
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=not enabled, transient=True,
+    )  # fmt: skip
+
+
+def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> EvalResult:
+    """Play ``config.episodes`` episodes with ``agent`` in one batch and return the per-episode grades."""
+    obs_mode = config.obs_mode or agent.obs_mode
+    if obs_mode != agent.obs_mode and not isinstance(agent, RuleAgent):
+        raise ValueError(f"agent {agent.name} acts on {agent.obs_mode} observations, not {obs_mode}")
+    env = market_env.make_batch(
+        config.task, n_envs=config.episodes, split=config.split, obs_mode=obs_mode,
+        version=config.env_version, data=config.data, anonymize=config.anonymize,
+    )  # fmt: skip
+    start = time.perf_counter()
+    observations, infos = env.reset(seed=config.seed)
+    agent.reset(config.episodes, config.seed)
+    invalid = np.zeros(config.episodes)
+    n_days = env.market.task.n_days
+    with _progress(progress) as bar:
+        job = bar.add_task(f"{agent.name} {config.task}", total=n_days)
+        for _ in range(n_days):
+            actions = agent.act(observations, env.market.snapshot())
+            if obs_mode == "text" and agent.obs_mode == "numeric":
+                actions = numeric_to_text(actions, env.names)
+            observations, _, done, _, infos = env.step(actions)
+            invalid += infos["invalid_action"]
+            bar.advance(job)
+    assert done.all(), "every episode of a task has the same length"
+    rows = [_episode_row(i, grade, invalid[i] / n_days) for i, grade in enumerate(infos["grade"])]
+    described = agent.describe()
+    return EvalResult(
+        agent=agent.name, model=described.get("model", ""), adapter=described.get("adapter", ""),
+        config=config, env_version=env.market.version.version, task_version=env.market.task.version,
+        grader_version=env.market.version.grader, data_sha256=env.market.panel.sha256, obs_mode=obs_mode,
+        episodes=rows, seconds=time.perf_counter() - start,
+        transcripts=list(getattr(agent, "transcripts", [])),
+    )  # fmt: skip
+
+
+def _episode_row(index: int, grade: dict, invalid_rate: float) -> dict[str, Any]:
+    return {
+        "episode": index,
+        "start_date": grade["start_date"],
+        "end_date": grade["end_date"],
+        "symbols": list(grade["real_symbols"]),
+        "score": grade["score"],
+        **{f"component_{name}": value for name, value in grade["components"].items()},
+        **grade["metrics"],
+        "invalid_rate": float(invalid_rate),
+        "nav": grade["nav"],
+    }
+
+
+def same_market(version_a: str, version_b: str, task: str) -> bool:
+    """True when two env versions differ only in their grader for this task (so a rescore is exact)."""
+    a, b = get_version(version_a), get_version(version_b)
+    return a.rules == b.rules and a.task(task) == b.task(task)
+
+
+def rescore(result: EvalResult, env_version: str) -> EvalResult:
+    """The same episodes graded under another env version with the same market (no replay needed)."""
+    if not same_market(result.env_version, env_version, result.config.task):
+        raise ValueError(f"env {result.env_version} and {env_version} differ in market rules: replay instead")
+    version = get_version(env_version)
+    grades = grade_episodes(
+        np.array([row["nav"] for row in result.episodes]),
+        np.array([row["trade_days"] for row in result.episodes]),
+        result.values("costs"),
+        result.values("benchmark_return"),
+        version.grader,
+    )
+    rows = []
+    for row, grade in zip(result.episodes, grades):
+        kept = {k: v for k, v in row.items() if not k.startswith("component_")}
+        components = {f"component_{name}": value for name, value in grade["components"].items()}
+        rows.append(kept | {"score": grade["score"]} | components)
+    config = EvalConfig(**{**asdict(result.config), "env_version": env_version, "data": result.config.data})
+    return EvalResult(
+        agent=result.agent, model=result.model, adapter=result.adapter, config=config,
+        env_version=version.version, task_version=version.task(config.task).version,
+        grader_version=version.grader, data_sha256=result.data_sha256, obs_mode=result.obs_mode,
+        episodes=rows, seconds=result.seconds, transcripts=result.transcripts,
+    )  # fmt: skip
