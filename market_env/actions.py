@@ -91,13 +91,9 @@ _UNCLOSED_THINK = " (unclosed <think> block: everything after <think> is reasoni
 _MIN_PRINTED_FRACTION = 1e-4  # 4 decimals: a positive fraction must never print as the invalid "0"
 
 ACTION_GRAMMAR = (
-    "Answer with one action per line (reasoning may go first, inside <think>...</think>):\n"
-    "BUY <SYMBOL> <fraction>  - fraction of the cash available after this step's sells\n"
-    "SELL <SYMBOL> <fraction> - fraction of the shares you hold\n"
-    "HOLD                     - do nothing\n"
-    "fraction is a number in (0, 1], e.g. 0.25 (or 25%). Sells execute before buys; buys asking for more\n"
-    "than the cash are scaled down. At most one order per symbol. Any malformed line makes the whole step\n"
-    "a HOLD."
+    "Reply with one action per line: BUY <SYMBOL> <fraction of cash>, SELL <SYMBOL> <fraction of shares>, "
+    "or HOLD. Fractions are in (0, 1], e.g. BUY TCS 0.25. Sells fill before buys. Reasoning may go first "
+    "inside <think>...</think>. A malformed line makes the whole step a HOLD."
 )
 
 

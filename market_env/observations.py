@@ -165,24 +165,37 @@ def _pct(x: float, digits: int = 1) -> str:
     return f"{x * 100:+.{digits}f}%"
 
 
+def _number(x: float, digits: int = 1) -> str:
+    """No '+' (it costs a token) and no '-0.0'."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def format_price(price: float) -> str:
+    """Fewer digits where they carry no information (SmolLM2 spends one token per digit)."""
+    return f"{price:.0f}" if price >= 1000 else f"{price:.1f}" if price >= 10 else f"{price:.2f}"
+
+
 def rsi_label(rsi: float) -> str:
     return "oversold" if rsi < 30 else "overbought" if rsi > 70 else "neutral"
 
 
-def macd_label(hist: float, change: float) -> str:
-    return f"{'positive' if hist >= 0 else 'negative'}, {'rising' if change >= 0 else 'falling'}"
+def macd_label(change: float) -> str:
+    """Direction of the MACD histogram (its sign is in the value): "-3.2 rising" is negative but rising."""
+    return "rising" if change >= 0 else "falling"
 
 
 def pct_b_label(pct_b: float) -> str:
+    """Where the close sits in its Bollinger bands."""
     if pct_b < 0:
-        return "below lower band"
+        return "below"
     if pct_b > 1:
-        return "above upper band"
-    return "near lower band" if pct_b < 0.2 else "near upper band" if pct_b > 0.8 else "mid-band"
+        return "above"
+    return "low" if pct_b < 0.2 else "high" if pct_b > 0.8 else "mid"
 
 
 def trend_label(trend: float) -> str:
-    return "uptrend" if trend > 0.01 else "downtrend" if trend < -0.01 else "flat"
+    return "up" if trend > 0.01 else "down" if trend < -0.01 else "flat"
 
 
 def atr_label(atr_pct: float) -> str:
@@ -193,22 +206,35 @@ def volume_label(ratio: float) -> str:
     return "heavy" if ratio > 1.5 else "light" if ratio < 0.7 else "normal"
 
 
-def _stock_line(
+# "|" with no spaces: SmolLM2 spends a token on every space before a digit, and 25 hard-task rows must
+# fit a 2,000-token prompt with room to spare.
+TABLE_HEADER = (
+    "symbol|close|day%|5d%|RSI14|MACD hist|Boll %B|trend% SMA20/50|ATR%|mom20%|volume/avg20|"
+    "position: shares @avg cost P&L"
+)
+
+
+def _stock_row(
     name: str, close: float, f: dict[str, float], shares: float, avg_cost: float, scale: float
 ) -> str:
-    position = "flat"
+    position = "-"
     if shares > 0:
-        position = f"{shares:.0f} sh @{avg_cost * scale:.2f} ({_pct(close / avg_cost - 1.0)})"
-    return (
-        f"{name} {close * scale:.2f} (day {_pct(f['change_1d'])}, 5d {_pct(f['change_5d'])}) | "
-        f"RSI {f['rsi']:.1f} {rsi_label(f['rsi'])} | "
-        f"MACD {f['macd_hist'] * scale:+.2f} {macd_label(f['macd_hist'], f['macd_hist_change'])} | "
-        f"%B {f['pct_b']:.2f} {pct_b_label(f['pct_b'])} | "
-        f"trend {_pct(f['trend'])} {trend_label(f['trend'])} | "
-        f"ATR {f['atr_pct'] * 100:.1f}% {atr_label(f['atr_pct'])} | "
-        f"mom20 {_pct(f['momentum_20d'])} | "
-        f"vol {f['volume_ratio']:.1f}x {volume_label(f['volume_ratio'])} | "
-        f"pos {position}"
+        position = f"{shares:.0f} @{format_price(avg_cost * scale)} {_pct(close / avg_cost - 1.0)}"
+    return "|".join(
+        (
+            name,
+            format_price(close * scale),
+            _number(f["change_1d"] * 100),
+            _number(f["change_5d"] * 100),
+            f"{f['rsi']:.0f} {rsi_label(f['rsi'])}",
+            f"{_number(f['macd_hist'] * scale)} {macd_label(f['macd_hist_change'])}",
+            f"{_number(f['pct_b'])} {pct_b_label(f['pct_b'])}",
+            f"{_number(f['trend'] * 100)} {trend_label(f['trend'])}",
+            f"{f['atr_pct'] * 100:.1f} {atr_label(f['atr_pct'])}",
+            _number(f["momentum_20d"] * 100),
+            f"{f['volume_ratio']:.1f} {volume_label(f['volume_ratio'])}",
+            position,
+        )
     )
 
 
@@ -228,7 +254,7 @@ def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anon
     lines = [
         f"Day {t + 1} of {snapshot.n_days}{when}. Cash {format_rupees(cash)}; portfolio value "
         f"{format_rupees(nav)} ({_pct(nav / snapshot.start_cash - 1.0, 2)} since start).",
-        "Stocks: close (day, 5-day change) | indicators | your position",
+        TABLE_HEADER,
     ]
     start_close = panel.close[int(snapshot.start_day[i]), snapshot.symbols[i]]
     features = snapshot.features[i]
@@ -236,7 +262,7 @@ def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anon
         f = dict(zip(panel.feature_names, features[k].tolist()))
         scale = 100.0 / float(start_close[k]) if anonymize else 1.0
         lines.append(
-            _stock_line(
+            _stock_row(
                 name,
                 float(snapshot.close[i, k]),
                 f,
