@@ -57,6 +57,10 @@ class BatchMarketEnv(VectorEnv):
         self._names: list[tuple[str, ...]] = [()] * n_envs
         numeric = obs_mode == "numeric"
         self._vectors = VectorRenderer(n_envs, self.market.task.n_stocks) if numeric else None
+        self._fractions_out = (
+            np.zeros((n_envs, self.market.task.n_stocks)),
+            np.zeros((n_envs, self.market.task.n_stocks)),
+        )
 
     @property
     def names(self) -> list[tuple[str, ...]]:
@@ -94,7 +98,7 @@ class BatchMarketEnv(VectorEnv):
             "nav": sim.nav[np.arange(self.num_envs), sim.t],
             "cash": sim.cash.copy(),
             "costs": report.costs,
-            "n_trades": ((report.sold > 0) | (report.bought > 0)).sum(axis=1),
+            "n_trades": report.n_trades,
             "invalid_action": invalid,
         }
         if reasons is not None:
@@ -117,7 +121,7 @@ class BatchMarketEnv(VectorEnv):
             values = np.asarray(actions, dtype=np.float64)
             if values.shape != (n_envs, n_stocks):
                 raise ValueError(f"actions must have shape ({n_envs}, {n_stocks}), got {values.shape}")
-            sell, buy, nonfinite = numeric_to_fractions(values)
+            sell, buy, nonfinite = numeric_to_fractions(values, out=self._fractions_out)
             return sell, buy, nonfinite.any(axis=1), None
         if len(actions) != n_envs:
             raise ValueError(f"expected {n_envs} text actions, got {len(actions)}")

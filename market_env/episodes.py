@@ -30,7 +30,7 @@ class EpisodeSampler:
 
     def __init__(self, panel: Panel, task: TaskSpec, split: Split, lookback: int) -> None:
         self.panel, self.task, self.split, self.lookback = panel, task, split, lookback
-        self.start_days = self._valid_start_days()
+        self.start_days, self._eligible = self._valid_start_days()
         if len(self.start_days) == 0:
             raise EpisodeError(
                 f"no valid {task.name} episode in split {split.name} ({split.start}..{split.end}): "
@@ -41,7 +41,8 @@ class EpisodeSampler:
     def _window(self, start_day: int) -> tuple[int, int]:
         return start_day - self.lookback, start_day + self.task.n_days
 
-    def _valid_start_days(self) -> np.ndarray:
+    def _valid_start_days(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Valid start days and, for each, its eligible symbols (kept: sampling is on the reset hot path)."""
         panel, n_days = self.panel, self.task.n_days
         candidates = np.arange(self.lookback, panel.n_days - n_days)
         in_split = (panel.dates[candidates] >= np.datetime64(self.split.start)) & (
@@ -49,16 +50,17 @@ class EpisodeSampler:
         )
         candidates = candidates[in_split]
         rows = panel.present_count[candidates + n_days + 1] - panel.present_count[candidates - self.lookback]
-        complete = (rows == n_days + self.lookback + 1).sum(axis=1)
-        return candidates[complete >= self.task.n_stocks]
+        complete = rows == n_days + self.lookback + 1
+        valid = complete.sum(axis=1) >= self.task.n_stocks
+        return candidates[valid], [np.flatnonzero(row) for row in complete[valid]]
 
     def eligible_symbols(self, start_day: int) -> np.ndarray:
         return self.panel.complete_symbols(*self._window(start_day))
 
     def sample(self, rng: np.random.Generator) -> Episode:
-        start_day = int(self.start_days[rng.integers(len(self.start_days))])
-        chosen = rng.choice(self.eligible_symbols(start_day), size=self.task.n_stocks, replace=False)
-        return Episode(start_day, tuple(int(s) for s in np.sort(chosen)))
+        j = rng.integers(len(self.start_days))
+        chosen = rng.choice(self._eligible[j], size=self.task.n_stocks, replace=False)
+        return Episode(int(self.start_days[j]), tuple(np.sort(chosen).tolist()))
 
     def explicit(self, start_date: str, symbols: Sequence[str]) -> Episode:
         """An episode named by its first decision date and its symbols (checked against every rule)."""

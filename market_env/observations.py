@@ -99,7 +99,8 @@ class VectorRenderer:
     def __init__(self, n_envs: int, n_stocks: int) -> None:
         self.n_stocks = n_stocks
         self.out = np.zeros((n_envs, vector_size(n_stocks)), dtype=np.float32)
-        self._index = np.zeros((n_envs, n_stocks), dtype=np.int64)
+        self._index = np.zeros(n_envs * n_stocks, dtype=np.int64)
+        self._gathered = np.zeros((n_envs, n_stocks, len(MARKET_FEATURES)), dtype=np.float32)
         self._tmp = np.zeros((n_envs, n_stocks))
         self._held = np.zeros((n_envs, n_stocks), dtype=bool)
         k, n_market = n_stocks, len(MARKET_FEATURES)
@@ -112,12 +113,17 @@ class VectorRenderer:
     def __call__(self, snapshot: Snapshot) -> np.ndarray:
         """The observations (B, D); the buffer is overwritten by the next call."""
         table = snapshot.market_table
-        np.multiply(snapshot.day[:, None], table.shape[1], out=self._index)
-        self._index += snapshot.symbols
-        table.reshape(-1, table.shape[2]).take(self._index, axis=0, out=self._market, mode="clip")
-        nav = snapshot.nav[:, None]
+        index = self._index.reshape(snapshot.symbols.shape)
+        np.multiply(snapshot.day[:, None], table.shape[1], out=index)
+        index += snapshot.symbols
+        # gathering into a contiguous buffer and copying once is ~2x faster than a take into the strided view
+        table.reshape(-1, table.shape[2]).take(
+            self._index, axis=0, out=self._gathered.reshape(-1, table.shape[2])
+        )
+        self._market[:] = self._gathered
         np.multiply(snapshot.shares, snapshot.close, out=self._tmp)
-        np.divide(self._tmp, nav, out=self._weight)
+        self._tmp *= (1.0 / snapshot.nav)[:, None]
+        self._weight[:] = self._tmp
         np.greater(snapshot.shares, 0.0, out=self._held)
         self._held_out[:] = self._held
         # unrealised P&L where held; flat positions have avg cost 0, kept finite by the floor then zeroed

@@ -47,6 +47,7 @@ class StepReport:
     buy_price: np.ndarray
     sell_costs: np.ndarray
     buy_costs: np.ndarray
+    n_trades: np.ndarray  # (B,) stocks traded this step
     capped: np.ndarray  # buy clipped by the position cap
     rejected: np.ndarray  # order rejected: fees would exceed its value
     unfilled: np.ndarray  # order asked for but rounded to zero shares
@@ -222,13 +223,13 @@ class MarketSimulator:
 
         np.add(w.sold, w.bought, out=w.tmp)
         np.greater(w.tmp, 0.0, out=w.mask)
-        traded = w.mask.any(axis=1)
+        n_trades = np.count_nonzero(w.mask, axis=1)
         # asked for but no share moved, and not because it was rejected
         w.unfilled[:] = ((sell_frac > 0) | (buy_frac > 0)) & ~w.mask & ~w.rejected
-        reward, done = self._mark(fill_day, step_costs, traded)
+        reward, done = self._mark(step_costs, n_trades > 0)
         return StepReport(
             reward, done, step_costs, w.sold, w.bought, w.sell_price, w.buy_price, w.sell_costs, w.buy_costs,
-            w.capped, w.rejected, w.unfilled,
+            n_trades, w.capped, w.rejected, w.unfilled,
         )  # fmt: skip
 
     def _sell(self, sell_frac: np.ndarray) -> np.ndarray:
@@ -243,7 +244,9 @@ class MarketSimulator:
         np.floor(w.sold, out=w.sold)
         np.multiply(w.sold, w.sell_price, out=w.sell_value)
         np.multiply(w.sell_value, self.costs.sell_rate, out=w.sell_costs)
-        w.sell_costs += np.minimum(w.sold, 1.0) * self.costs.sell_flat  # the DP charge: per symbol sold
+        np.minimum(w.sold, 1.0, out=w.tmp)  # 1 where shares are sold: the DP charge is per symbol sold
+        w.tmp *= self.costs.sell_flat
+        w.sell_costs += w.tmp
         np.greater(w.sell_costs, w.sell_value, out=w.rejected)
         if w.rejected.any():
             for array in (w.sold, w.sell_value, w.sell_costs):
@@ -277,10 +280,9 @@ class MarketSimulator:
         np.divide(w.tmp, w.room, out=self.avg_cost)
         return row_sum(w.buy_costs)
 
-    def _mark(self, fill_day: np.ndarray, step_costs: np.ndarray, traded: np.ndarray) -> tuple:
+    def _mark(self, step_costs: np.ndarray, traded: np.ndarray) -> tuple:
+        """Mark the book at the close of the fill day (``work.index`` still points at it)."""
         w = self._work
-        np.multiply(fill_day[:, None], self._n_symbols, out=w.index)
-        w.index += self.symbols
         self._close.take(w.index, out=self.close_now)
         np.multiply(self.shares, self.close_now, out=w.tmp)
         nav = self.cash + row_sum(w.tmp)
