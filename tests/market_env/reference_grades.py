@@ -1,0 +1,41 @@
+"""Regenerate ``reference_grades.json`` (only when deliberately publishing a new env version):
+
+    python tests/market_env/reference_grades.py
+
+Each entry: a task, an env version, a seed; the policy is uniform random numeric actions drawn from
+``numpy.random.default_rng(seed)``. The stored grade must never drift for a published version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import market_env
+
+PATH = Path(__file__).with_name("reference_grades.json")
+CASES = [
+    (task, version, seed)
+    for task in market_env.TASK_NAMES
+    for version in ("1.0.0", "2.0.0")
+    for seed in (0, 1)
+]
+
+
+def play(task: str, version: str, seed: int) -> dict:
+    env = market_env.make(task, split="train", obs_mode="numeric", version=version)
+    env.reset(seed=seed)
+    actions = np.random.default_rng(seed).uniform(-1, 1, (env.market.task.n_days, env.market.task.n_stocks))
+    for action in actions:
+        _, _, done, _, info = env.step(action.astype(np.float32))
+    assert done
+    grade = info["grade"]
+    return {"task": task, "env_version": version, "seed": seed, "start_date": grade["start_date"],
+            "score": grade["score"], "metrics": grade["metrics"]}  # fmt: skip
+
+
+if __name__ == "__main__":
+    PATH.write_text(json.dumps([play(*case) for case in CASES], indent=1) + "\n")
+    print(f"wrote {PATH}")
