@@ -303,13 +303,12 @@ def numeric_to_fractions(
     if not finite.all():
         a = np.where(finite, a, 0.0)  # a non-finite value holds that stock
     sell, buy = out if out is not None else (np.empty_like(a), np.empty_like(a))
-    # (|a| - 0.1) / 0.9 clipped to [0, 1]; division (not multiplication by 1/0.9) maps |a| = 1 to exactly 1.0,
-    # and clipping after the map equals clipping a to [-1, 1] first, because the map is monotonic.
-    np.subtract(a, NUMERIC_DEADZONE, out=buy)
-    np.divide(buy, 1.0 - NUMERIC_DEADZONE, out=buy)
-    np.clip(buy, 0.0, 1.0, out=buy)
-    np.negative(a, out=sell)
-    np.subtract(sell, NUMERIC_DEADZONE, out=sell)
-    np.divide(sell, 1.0 - NUMERIC_DEADZONE, out=sell)
-    np.clip(sell, 0.0, 1.0, out=sell)
+    # clip to [-1, 1], then (|a| - 0.1) / 0.9 floored at 0; division (not multiplication by 1/0.9) maps
+    # |a| = 1 to exactly 1.0
+    np.clip(a, -1.0, 1.0, out=buy)
+    np.negative(buy, out=sell)
+    for side in (buy, sell):
+        np.subtract(side, NUMERIC_DEADZONE, out=side)
+        np.divide(side, 1.0 - NUMERIC_DEADZONE, out=side)
+        np.maximum(side, 0.0, out=side)
     return sell, buy, ~finite
