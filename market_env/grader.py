@@ -32,19 +32,19 @@ Metrics = dict[str, np.ndarray]
 
 
 def _clip01(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, 0.0, 1.0)
+    # minimum(maximum()) rather than np.clip: the same result at a fraction of the call overhead, which
+    # matters for the per-step score of a single env
+    return np.minimum(np.maximum(x, 0.0), 1.0)
 
 
 def sharpe_from_moments(sum_r: np.ndarray, sum_r2: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Annualised Sharpe from running sums, so a step can score its episode-to-date in O(1)."""
     count = np.asarray(count, dtype=np.float64)
-    safe = np.maximum(count, 2.0)
     mean = sum_r / np.maximum(count, 1.0)
-    variance = np.maximum((sum_r2 - count * mean * mean) / (safe - 1.0), 0.0)
+    variance = np.maximum((sum_r2 - count * mean * mean) / (np.maximum(count, 2.0) - 1.0), 0.0)
     std = np.sqrt(variance)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where((std > 0) & (count >= 2), mean / std * np.sqrt(TRADING_DAYS_PER_YEAR), 0.0)
-    return sharpe
+    defined = (std > 0) & (count >= 2)  # else 0: no risk measured yet
+    return mean / np.maximum(std, 1e-300) * np.sqrt(TRADING_DAYS_PER_YEAR) * defined
 
 
 def nav_metrics(

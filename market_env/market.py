@@ -48,18 +48,23 @@ def cached_market_table(panel: Panel) -> np.ndarray:
 
 def trades_of(report: StepReport, i: int, names: tuple[str, ...]) -> list[dict]:
     """Executed trades of env ``i`` this step, sells first (the order they filled in)."""
+    if not report.n_trades[i]:
+        return []
     trades = []
     for side, shares, price, fees in (
-        ("SELL", report.sold[i], report.sell_price[i], report.sell_costs[i]),
-        ("BUY", report.bought[i], report.buy_price[i], report.buy_costs[i]),
+        ("SELL", report.sold[i].tolist(), report.sell_price[i].tolist(), report.sell_costs[i].tolist()),
+        ("BUY", report.bought[i].tolist(), report.buy_price[i].tolist(), report.buy_costs[i].tolist()),
     ):
-        for k in np.flatnonzero(shares > 0):
-            value = float(shares[k] * price[k])
-            trades.append(
-                {"side": side, "symbol": names[k], "shares": int(shares[k]), "price": float(price[k]),
-                 "value": value, "costs": float(fees[k])}
-            )  # fmt: skip
+        trades += [
+            {"side": side, "symbol": names[k], "shares": int(shares[k]), "price": price[k],
+             "value": shares[k] * price[k], "costs": fees[k]}
+            for k in range(len(names)) if shares[k] > 0
+        ]  # fmt: skip
     return trades
+
+
+def _named(flags: np.ndarray, names: tuple[str, ...]) -> list[str]:
+    return [names[k] for k in np.flatnonzero(flags)] if flags.any() else []
 
 
 class Market:
@@ -159,9 +164,9 @@ class Market:
             "positions": dict(zip(names, sim.shares[i].astype(np.int64).tolist())),
             "prices": dict(zip(names, sim.close_now[i].tolist())),
             "costs": float(report.costs[i]),
-            "capped": [names[k] for k in np.flatnonzero(report.capped[i])],
-            "rejected": [names[k] for k in np.flatnonzero(report.rejected[i])],
-            "unfilled": [names[k] for k in np.flatnonzero(report.unfilled[i])],
+            "capped": _named(report.capped[i], names),
+            "rejected": _named(report.rejected[i], names),
+            "unfilled": _named(report.unfilled[i], names),
         }
 
     def grades(self, env_ids: np.ndarray) -> list[dict[str, Any]]:
