@@ -17,14 +17,14 @@ Parsing, in order:
    An unclosed ``<think>`` makes everything after it reasoning; a stray ``</think>`` without an opener makes
    everything before it reasoning (chat templates that pre-fill ``<think>`` produce exactly that).
 2. Markdown emphasis and code markers (``*``, ``**``, backticks) are blanked out. Per line, leading bullets,
-   numbering, quote marks and headers (``-``, ``*``, ``+``, ``1.``, ``1)``, ``>``, ``#``) are stripped, then
-   an
-   optional label ``Action:``, ``Actions:``, ``Final action:``, ``Answer:``, ``Final answer:``, ``Decision:``.
+   numbering, quote marks and headers (``-``, ``*``, ``+``, ``1.``, ``1)``, ``>``, ``#``) are stripped,
+   then an optional label: ``Action:``, ``Actions:``, ``Final action:``, ``Answer:``, ``Final answer:``,
+   ``Decision:`` (case-insensitive).
 3. A line is an action line only if it then STARTS with ``BUY``, ``SELL`` or ``HOLD`` as a whole word
    (case-insensitive). Every other line is prose and ignored. A ``HOLD`` line is ``HOLD`` alone or followed by
-   punctuation-led commentary (``HOLD.``, ``HOLD - no signal``, ``HOLD (waiting)``); ``Hold on, ...`` is
-   prose.
-   A line starting with ``BUY``/``SELL`` is always an order line, so prose must not start with those words.
+   punctuation-led commentary (``HOLD.``, ``HOLD - no signal``, ``HOLD (waiting)``); ``Hold on, ...`` and
+   ``holding is best`` are prose. A line starting with ``BUY``/``SELL`` is always an order line, so prose
+   must not start with those words.
 4. An order line is ``<side> <symbol> <fraction> [commentary]``. The symbol (letters, digits, ``& - _ .``) is
    matched case-insensitively against the episode's symbols and carries their canonical spelling. The fraction
    is a decimal (``0.5``, ``.5``, ``1``, ``1.0``, ``1e-2``) or a percentage (``10%``, ``50 %``); it must be
@@ -41,7 +41,7 @@ Documented results (``ok`` = valid, ``inv`` = invalid, ``reason`` names the prob
 input                                                  result
 =====================================================  =================================================
 ``""``, prose only, JSON ``{"action": "BUY", ...}``    inv: no action line found
-``<think>...`` unclosed, no action before it            inv: no action line found (unclosed <think> ...)
+``<think>...`` unclosed, no action before it           inv: no action line found (unclosed <think> ...)
 ``<think>...</think>`` then ``BUY X 0.5``              ok: the think block is ignored
 ``...</think> BUY X 0.5`` (stray closer)               ok: text before ``</think>`` is ignored
 ``BUY``, ``BUY.``, ``BUY: X 0.5``                      inv: missing symbol and fraction
@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,8 +92,8 @@ _MIN_PRINTED_FRACTION = 1e-4  # 4 decimals: a positive fraction must never print
 
 ACTION_GRAMMAR = (
     "Reply with one action per line: BUY <SYMBOL> <fraction of cash>, SELL <SYMBOL> <fraction of shares>, "
-    "or HOLD. Fractions are in (0, 1], e.g. BUY TCS 0.25. Sells fill before buys. Reasoning may go first "
-    "inside <think>...</think>. A malformed line makes the whole step a HOLD."
+    "or HOLD. Fractions are in (0, 1], e.g. BUY TCS 0.25. Sells fill before buys; buys are scaled to your "
+    "cash. Reasoning may go first inside <think>...</think>. A malformed line makes the whole step a HOLD."
 )
 
 
@@ -140,11 +140,11 @@ _THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"\r\n?|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _MARKUP = str.maketrans("*`", "  ")  # spaces, not deletions: "0.5*2" must not become "0.52"
 _SP = r"[^\S\n]"  # whitespace within one line
-_ACTION_LINE = re.compile(
-    rf"^{_SP}*(?:(?:[-+>#]|\(?[0-9]{{1,3}}[.)]){_SP}*)*"  # bullets, numbering, quotes, headers
-    rf"(?:(?:final{_SP}+)?(?:actions?|answer|decisions?){_SP}*:{_SP}*)?"  # optional label
-    r"(?P<kw>buy|sell|hold)\b(?P<rest>[^\n]*)",
-    re.IGNORECASE | re.MULTILINE,
+_KEYWORD = re.compile(r"\b(?:buy|sell|hold)\b", re.IGNORECASE)
+_PREFIX = re.compile(  # what may precede the keyword on an action line
+    rf"{_SP}*(?:(?:[-+>#]|\(?[0-9]{{1,3}}[.)]){_SP}*)*"  # bullets, numbering, quotes, headers
+    rf"(?:(?:final{_SP}+)?(?:actions?|answer|decisions?){_SP}*:{_SP}*)?",  # optional label
+    re.IGNORECASE,
 )
 _HOLD_REST = re.compile(r"\s*(?:[^\w\s].*)?")  # HOLD alone or punctuation-led commentary
 _ORDER_REST = re.compile(r"\s+(?P<sym>\S+)(?P<after>.*)")
@@ -166,8 +166,11 @@ def parse_action(text: str, symbols: Sequence[str]) -> ParsedAction:
     lookup = _symbol_lookup(tuple(symbols))
     orders: dict[str, Order] = {}
     found = False
-    for match in _ACTION_LINE.finditer(_LINE_BREAK.sub("\n", body).translate(_MARKUP)):
-        side, rest = match["kw"].upper(), match["rest"]
+    seen: set[tuple[str, str]] = set()
+    for side, rest in _action_lines(_LINE_BREAK.sub("\n", body).translate(_MARKUP)):
+        if (side, rest) in seen:
+            continue  # a repetition loop (common in small models): a line's outcome is already counted
+        seen.add((side, rest))
         if side == "HOLD":
             found = found or _HOLD_REST.fullmatch(rest) is not None
             continue
@@ -180,6 +183,23 @@ def parse_action(text: str, symbols: Sequence[str]) -> ParsedAction:
     if not found:
         return _invalid(NO_ACTION + (_UNCLOSED_THINK if unclosed else ""))
     return ParsedAction(orders=tuple(orders.values()))
+
+
+def _action_lines(body: str) -> Iterator[tuple[str, str]]:
+    """``(keyword, rest of line)`` for each line that starts, after its prefix, with BUY, SELL or HOLD.
+
+    Searching for the keyword first keeps prose-heavy text cheap: only lines that contain one are looked at.
+    Only a line's first keyword can start it (any later one has that keyword in its prefix), so the search
+    goes on from the next line.
+    """
+    pos = 0
+    while (hit := _KEYWORD.search(body, pos)) is not None:
+        start = body.rfind("\n", 0, hit.start()) + 1
+        end = body.find("\n", hit.end())
+        end = len(body) if end < 0 else end
+        pos = end + 1
+        if _PREFIX.fullmatch(body, start, hit.start()) is not None:
+            yield hit[0].upper(), body[hit.end() : end]
 
 
 def _invalid(reason: str) -> ParsedAction:
