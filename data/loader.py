@@ -57,9 +57,10 @@ def read_table(source: PriceSource = None) -> tuple[pd.DataFrame, str]:
     path = embedded_path() if source is None else Path(source)
     if not path.exists():
         raise FileNotFoundError(f"price file {path} does not exist; pass a CSV/parquet path or a DataFrame")
-    if path.suffix == ".parquet":
+    name = path.name.lower()  # "PRICES.CSV" is a CSV file too
+    if name.endswith(".parquet"):
         frame = pd.read_parquet(path)
-    elif path.name.endswith((".csv", ".csv.gz")):
+    elif name.endswith((".csv", ".csv.gz")):
         frame = pd.read_csv(path)
     else:
         raise DataValidationError(f"{path.name}: unsupported file type; expected .csv, .csv.gz or .parquet")
@@ -80,8 +81,11 @@ def validate_prices(frame: pd.DataFrame) -> pd.DataFrame:
         raise DataValidationError(
             f"missing required column(s) {missing}; expected columns {list(REQUIRED_COLUMNS)}"
         )
-    prices = frame[list(REQUIRED_COLUMNS)].copy()
-    prices["symbol"] = prices["symbol"].astype(str)
+    if len(frame) == 0:
+        raise DataValidationError("the price table has no rows; expected one row per (symbol, date)")
+    # Positional labels: "row N" is the N-th data row (0-based) even when the caller's index repeats.
+    prices = frame[list(REQUIRED_COLUMNS)].reset_index(drop=True)
+    prices["symbol"] = _parse_symbols(prices)
     prices["date"] = _parse_dates(prices)
     for column in (*PRICE_COLUMNS, "volume"):
         prices[column] = _parse_numbers(prices, column)
@@ -103,6 +107,18 @@ def _fail_first(prices: pd.DataFrame, bad: np.ndarray | pd.Series, rule: str) ->
         raise DataValidationError(f"{_row_name(prices, first)}: {rule} ({int(bad.sum())} row(s) break it)")
 
 
+def _parse_symbols(prices: pd.DataFrame) -> pd.Series:
+    symbols = prices["symbol"]
+    bad = symbols.isna().to_numpy() | (symbols.astype(str).str.strip() == "").to_numpy()
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataValidationError(
+            f"row {first} (symbol {symbols.iloc[first]!r}, date {prices.loc[first, 'date']}): "
+            "symbol is missing or empty"
+        )
+    return symbols.astype(str)
+
+
 def _parse_dates(prices: pd.DataFrame) -> pd.Series:
     dates = pd.to_datetime(prices["date"], errors="coerce")
     if getattr(dates.dt, "tz", None) is not None:
@@ -114,7 +130,9 @@ def _parse_dates(prices: pd.DataFrame) -> pd.Series:
             f"row {first} (symbol {prices.loc[first, 'symbol']}, date {prices.loc[first, 'date']!r}): "
             "date is missing or not a date"
         )
-    return dates.dt.normalize()
+    # One resolution whatever the source (CSV text parses to [us] in pandas 3, parquet may hold [ns]):
+    # the content hash of a DataFrame source hashes the raw integers, so the unit must not vary.
+    return dates.dt.normalize().astype("datetime64[ns]")
 
 
 def _parse_numbers(prices: pd.DataFrame, column: str) -> pd.Series:

@@ -18,7 +18,7 @@ from data.features import INDICATORS, Indicator, compute_features
 from data.loader import PriceSource, load_prices
 
 # A day is a trading day when at least half the symbols have a row on it. This drops 2025-03-18,
-# which the source lacks for 90 of 100 symbols; the 10 rows it has are dropped with it.
+# which the source lacks for 90 of 100 symbols (5 more were not listed yet); its 5 rows are dropped with it.
 CALENDAR_MIN_SHARE = 0.5
 
 
@@ -52,6 +52,8 @@ class Panel:
 
     def complete_symbols(self, first_day: int, last_day: int) -> np.ndarray:
         """Indices of symbols with a row on every calendar day in [first_day, last_day]."""
+        if not 0 <= first_day <= last_day < self.n_days:  # a negative day would wrap round silently
+            raise IndexError(f"day range [{first_day}, {last_day}] is not inside 0..{self.n_days - 1}")
         rows = self.present_count[last_day + 1] - self.present_count[first_day]
         return np.flatnonzero(rows == last_day - first_day + 1)
 
@@ -83,19 +85,18 @@ def build_panel(prices: pd.DataFrame, sha256: str, indicators: Mapping[str, Indi
     present = ~np.isnan(prices_grid[..., 3])
     present_count = np.zeros((shape[0] + 1, shape[1]), dtype=np.int64)
     np.cumsum(present, axis=0, out=present_count[1:])
-    return Panel(
-        dates=calendar.to_numpy().astype("datetime64[D]"),
-        symbols=tuple(symbols),
-        open=prices_grid[..., 0].copy(),
-        high=prices_grid[..., 1].copy(),
-        low=prices_grid[..., 2].copy(),
-        close=prices_grid[..., 3].copy(),
-        volume=prices_grid[..., 4].copy(),
-        features=grid(list(indicators)),
-        feature_names=tuple(indicators),
-        sha256=sha256,
-        present_count=present_count,
-    )
+    arrays = {
+        "dates": calendar.to_numpy().astype("datetime64[D]"),
+        **{
+            name: prices_grid[..., j].copy()
+            for j, name in enumerate(("open", "high", "low", "close", "volume"))
+        },
+        "features": grid(list(indicators)),
+        "present_count": present_count,
+    }
+    for array in arrays.values():
+        array.flags.writeable = False  # one cached panel serves every env: nobody may edit it in place
+    return Panel(symbols=tuple(symbols), feature_names=tuple(indicators), sha256=sha256, **arrays)
 
 
 def load_panel(source: PriceSource = None) -> Panel:

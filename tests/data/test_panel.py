@@ -1,6 +1,9 @@
-"""The panel: calendar, aligned arrays, eligibility, causal features; and the splits."""
+"""The panel: its trading calendar, the aligned (day x symbol) arrays, eligibility windows, the features
+on the grid, caching, and panels of users' files and DataFrames."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -8,134 +11,201 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data import SPLITS, build_panel, get_split, load_panel, load_prices
+from data import build_panel, load_panel, load_prices
 from data.features import INDICATORS, compute_features
+from data.loader import frame_sha256
+
+DROPPED_DAY = "2025-03-18"  # a real NSE session the source lacks for 90 of its 95 listed symbols
+N_DAYS = 1_561
 
 
-def test_calendar_drops_the_day_most_symbols_lack(panel):
-    assert panel.n_days == 1561
-    assert np.datetime64("2025-03-18") not in panel.dates
-    assert panel.dates[0] == np.datetime64("2020-01-01") and panel.dates[-1] == np.datetime64("2026-04-24")
-    assert panel.close.shape == (1561, 100) and panel.features.shape == (1561, 100, len(INDICATORS))
-    with pytest.raises(ValueError, match="not a trading day"):
-        panel.day_index("2025-03-18")
+# ------------------------------------------------------------------------------------------- calendar
+def test_the_calendar_is_the_days_at_least_half_the_symbols_trade(panel, embedded_prices):
+    rows_per_day = embedded_prices.groupby("date").size()
+    brute = rows_per_day.index[rows_per_day >= 50].to_numpy().astype("datetime64[D]")
+    np.testing.assert_array_equal(panel.dates, brute)
+    assert panel.n_days == N_DAYS and (np.diff(panel.dates) > np.timedelta64(0, "D")).all()
+    assert (panel.iso_date(0), panel.iso_date(N_DAYS - 1)) == ("2020-01-01", "2026-04-24")
 
 
-def test_missing_rows_are_nan_and_complete_symbols_match_brute_force(panel):
-    jiofin = panel.symbols.index("JIOFIN")  # listed 2023-08-21
-    assert np.isnan(panel.close[panel.day_index("2023-01-02"), jiofin])
-    assert np.isnan(panel.features[panel.day_index("2023-01-02"), jiofin]).all()
+def test_the_calendar_drops_the_day_the_source_mostly_lacks(panel, embedded_prices):
+    on_the_day = embedded_prices[embedded_prices["date"] == DROPPED_DAY]
+    assert len(on_the_day) == 5  # 5 of 100 symbols (5 more were not listed yet): far below half
+    assert np.datetime64(DROPPED_DAY) not in panel.dates
+    with pytest.raises(ValueError, match=f"{DROPPED_DAY} is not a trading day of this panel"):
+        panel.day_index(DROPPED_DAY)
+
+
+@pytest.mark.parametrize(
+    "symbols, kept",
+    [
+        (["ITC", "TCS"], True),  # ITC has the 2025-03-18 row, TCS not: 1 of 2 is half, so the day stays
+        (["INFY", "ITC", "TCS"], False),  # 1 of 3 is under half: dropped, as in the full set
+        (["ADANIENSOL", "ITC"], True),  # both have it: an ordinary day for this universe
+    ],
+)
+def test_the_calendar_rule_is_relative_to_the_universe_loaded(cut, symbols, kept):
+    small = build_panel(*load_prices(cut(symbols, "2025-03-10", 8)))
+    assert (np.datetime64(DROPPED_DAY) in small.dates) is kept
+
+
+# --------------------------------------------------------------------------------------------- arrays
+def test_arrays_are_day_by_symbol(panel):
+    shape = (N_DAYS, 100)
+    for name in ("open", "high", "low", "close", "volume"):
+        assert getattr(panel, name).shape == shape and getattr(panel, name).dtype == np.float64, name
+    assert panel.features.shape == (*shape, len(INDICATORS))
+    assert panel.feature_names == tuple(INDICATORS)
+    assert list(panel.symbols) == sorted(panel.symbols) and len(set(panel.symbols)) == 100
+    assert panel.present_count.shape == (N_DAYS + 1, 100)
+
+
+def test_every_source_row_sits_in_its_cell(panel, embedded_prices):
+    """All 143,445 calendar rows at once: the grid holds exactly the file's numbers, nothing shifted."""
+    rows = embedded_prices[embedded_prices["date"] != DROPPED_DAY]
+    day = np.searchsorted(panel.dates, rows["date"].to_numpy().astype("datetime64[D]"))
+    symbol = np.searchsorted(np.array(panel.symbols), rows["symbol"].to_numpy())
+    for name in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(panel, name)[day, symbol], rows[name].to_numpy(), err_msg=name)
+    assert (~np.isnan(panel.close)).sum() == len(rows) == 143_450 - 5
+
+
+def test_present_count_is_the_running_count_of_rows(panel, embedded_prices):
     present = ~np.isnan(panel.close)
-    for first, last in [(0, 60), (900, 1000), (1400, 1560)]:
-        brute = np.flatnonzero(present[first : last + 1].all(axis=0))
-        np.testing.assert_array_equal(panel.complete_symbols(first, last), brute)
+    assert (panel.present_count[0] == 0).all()
+    np.testing.assert_array_equal(np.diff(panel.present_count, axis=0), present.astype(np.int64))
+    rows = embedded_prices[embedded_prices["date"] != DROPPED_DAY].groupby("symbol").size()
+    np.testing.assert_array_equal(panel.present_count[-1], rows.loc[list(panel.symbols)].to_numpy())
 
 
-def test_load_panel_is_cached_per_source(panel):
-    assert load_panel() is panel
+def test_absent_symbol_days_are_nan_in_every_array(panel):
+    absent = np.isnan(panel.close)
+    assert absent.any()  # late listings (JIOFIN 2023-08-21) and gaps (ETERNAL misses 21 days)
+    for name in ("open", "high", "low", "volume"):
+        np.testing.assert_array_equal(np.isnan(getattr(panel, name)), absent, err_msg=name)
+    assert np.isnan(panel.features[absent]).all()
+    jiofin = panel.symbols.index("JIOFIN")
+    assert np.isnan(panel.features[: panel.day_index("2023-08-18"), jiofin]).all()  # before its listing
 
 
-def test_splits_are_disjoint_and_ordered():
-    assert [SPLITS[n].start for n in ("train", "val", "test")] == ["2020-01-01", "2024-01-01", "2025-01-01"]
-    assert SPLITS["train"].end < SPLITS["val"].start and SPLITS["val"].end < SPLITS["test"].start
-    dates = pd.Series(pd.to_datetime(["2023-12-29", "2024-01-01", "2026-04-24"]))
-    assert SPLITS["val"].contains(dates).tolist() == [False, True, False]
-    with pytest.raises(ValueError, match="expected one of"):
-        get_split("holdout")
+@pytest.mark.parametrize(
+    "symbol",
+    [
+        "RELIANCE",  # a row on every calendar day
+        "ITC",  # has a row on the dropped day: its features must be computed without it
+        "ETERNAL",  # lists in 2021-07 and misses 21 days: indicators run over its own rows
+    ],
+)
+def test_features_on_the_grid_are_the_symbols_own_indicators(panel, embedded_prices, symbol):
+    rows = embedded_prices[(embedded_prices["symbol"] == symbol) & (embedded_prices["date"] != DROPPED_DAY)]
+    expected = compute_features(rows.reset_index(drop=True)).to_numpy()
+    s = panel.symbols.index(symbol)
+    present = ~np.isnan(panel.close[:, s])
+    np.testing.assert_array_equal(panel.features[present, s], expected)
 
 
-# --------------------------------------------------------------------------------------- features
-@pytest.fixture(scope="module")
-def two_symbols():
-    prices, _ = load_prices()
-    return prices[prices["symbol"].isin(["TCS", "ITC"])].reset_index(drop=True)
+def test_the_panel_is_frozen(panel):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        panel.sha256 = "tampered"
 
 
-def _reference_indicators(close, high, low, volume) -> dict[str, float]:
-    """Textbook formulas as plain loops, independent of the pandas code, for the LAST row."""
-    n = len(close)
-    gains = [max(close[i] - close[i - 1], 0.0) for i in range(1, n)]
-    losses = [max(close[i - 1] - close[i], 0.0) for i in range(1, n)]
-    avg_gain, avg_loss = gains[0], losses[0]
-    for gain, loss in zip(gains[1:], losses[1:]):  # Wilder: EWM alpha 1/14 seeded with the first value
-        avg_gain, avg_loss = avg_gain + (gain - avg_gain) / 14, avg_loss + (loss - avg_loss) / 14
-    ema = lambda span: _ema(close, 2 / (span + 1))  # noqa: E731
-    macd = [a - b for a, b in zip(ema(12), ema(26))]
-    signal = _ema(macd, 2 / 10)
-    window = close[-20:]
-    mean = sum(window) / 20
-    std = (sum((x - mean) ** 2 for x in window) / 20) ** 0.5
-    true_range = [high[0] - low[0]] + [
-        max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])) for i in range(1, n)
-    ]
-    return {
-        "rsi": 100 - 100 / (1 + avg_gain / avg_loss),
-        "macd_hist": macd[-1] - signal[-1],
-        "pct_b": (close[-1] - (mean - 2 * std)) / (4 * std),
-        "trend": mean / (sum(close[-50:]) / 50) - 1,
-        "atr_pct": _ema(true_range, 1 / 14)[-1] / close[-1],
-        "change_5d": close[-1] / close[-6] - 1,
-        "momentum_20d": close[-1] / close[-21] - 1,
-        "volume_ratio": volume[-1] / (sum(volume[-20:]) / 20),
-    }
+# ---------------------------------------------------------------------------------------- eligibility
+def test_78_symbols_trade_on_every_calendar_day(panel):
+    assert len(panel.complete_symbols(0, N_DAYS - 1)) == 78  # as SOURCE.md records
 
 
-def _ema(values, alpha):
-    out = [values[0]]
-    for value in values[1:]:
-        out.append(out[-1] + alpha * (value - out[-1]))
-    return out
+@settings(max_examples=60, deadline=None)
+@given(first=st.integers(0, N_DAYS - 1), length=st.integers(1, N_DAYS))
+def test_complete_symbols_agree_with_brute_force(panel, first, length):
+    last = min(first + length - 1, N_DAYS - 1)
+    brute = [s for s in range(len(panel.symbols)) if not np.isnan(panel.close[first : last + 1, s]).any()]
+    np.testing.assert_array_equal(panel.complete_symbols(first, last), brute)
 
 
-def test_indicators_match_textbook_loops(two_symbols):
-    features = compute_features(two_symbols)
-    for symbol in ("TCS", "ITC"):
-        rows = two_symbols[two_symbols["symbol"] == symbol].iloc[:400]
-        expected = _reference_indicators(*(rows[c].tolist() for c in ("close", "high", "low", "volume")))
-        actual = features.loc[rows.index[-1]]
-        for name, value in expected.items():
-            assert actual[name] == pytest.approx(value, rel=1e-9), (symbol, name)
+@pytest.mark.parametrize(
+    "first, last",
+    [
+        (-5, 10),  # a lookback reaching before the data: used to wrap round to the end silently
+        (0, N_DAYS),  # one past the last day
+        (10, 9),  # an empty window: says nothing about completeness
+    ],
+)
+def test_complete_symbols_refuses_days_outside_the_panel(panel, first, last):
+    with pytest.raises(IndexError, match="is not inside"):
+        panel.complete_symbols(first, last)
 
 
-def test_flat_and_rising_prices_give_the_textbook_extremes():
-    days = pd.date_range("2021-01-01", periods=80, freq="B")
-    flat = pd.DataFrame({"date": days, "symbol": "X", "open": 10.0, "high": 10.0, "low": 10.0,
-                         "close": 10.0, "volume": 100.0})  # fmt: skip
-    rising = flat.assign(close=np.linspace(10, 20, 80), high=np.linspace(10, 20, 80) + 0.1)
-    assert compute_features(flat)["rsi"].iloc[-1] == 50.0 and compute_features(flat)["pct_b"].iloc[-1] == 0.5
-    assert compute_features(rising)["rsi"].iloc[-1] == 100.0
+# ---------------------------------------------------------------------------------------- day lookup
+@settings(max_examples=50, deadline=None)
+@given(day=st.integers(0, N_DAYS - 1))
+def test_day_index_inverts_iso_date(panel, day):
+    iso = panel.iso_date(day)
+    assert panel.day_index(iso) == day
+    assert panel.day_index(np.datetime64(iso)) == day  # numpy dates work too
+    assert panel.day_index(pd.Timestamp(iso) + pd.Timedelta(hours=15, minutes=30)) == day  # the close's time
 
 
-def _future_changes_the_past(prices: pd.DataFrame, indicators: dict, cut: int, seed: int) -> bool:
-    """Replace every row after the cut-th date with valid garbage; did any feature up to it move?"""
-    dates = np.sort(prices["date"].unique())
-    later = prices["date"] > dates[cut]
-    rng = np.random.default_rng(seed)
-    garbage = prices.copy()
-    low = rng.uniform(1, 100, later.sum())
-    garbage.loc[later, ["low", "high", "open", "close"]] = np.column_stack(
-        [low, low * 2, low * 1.5, low * 1.2]
-    )
-    garbage.loc[later, "volume"] = rng.uniform(0, 1e6, later.sum())
-    before = compute_features(prices, indicators)[~later]
-    after = compute_features(garbage, indicators)[~later]
-    return not before.equals(after)
+@pytest.mark.parametrize(
+    "date",
+    [
+        DROPPED_DAY,  # dropped from the calendar
+        "2020-01-04",  # a Saturday
+        "2024-01-26",  # Republic Day, an exchange holiday
+        "2019-12-31",  # before the first day
+        "2026-04-27",  # after the last day (the search runs off the end)
+    ],
+)
+def test_day_index_of_a_non_trading_day_raises(panel, date):
+    with pytest.raises(ValueError, match=f"{date} is not a trading day"):
+        panel.day_index(date)
 
 
-@settings(max_examples=15, deadline=None)
-@given(cut=st.integers(60, 700), seed=st.integers(0, 1000))
-def test_no_indicator_reads_the_future(two_symbols, cut, seed):
-    assert not _future_changes_the_past(two_symbols, INDICATORS, cut, seed)
+# ------------------------------------------------------------------------------------ sources, caching
+def test_load_panel_builds_the_embedded_panel_once(panel, embedded):
+    assert load_panel() is load_panel() is panel
+    assert panel.sha256 == embedded[1]
 
 
-def test_the_future_check_catches_a_planted_peek(two_symbols):
-    peek = {**INDICATORS, "peek": lambda rows: rows["close"].shift(-1) / rows["close"] - 1}
-    assert _future_changes_the_past(two_symbols, peek, cut=300, seed=0)
+def test_a_file_panel_is_cached_by_resolved_path(small, tmp_path, monkeypatch):
+    path = tmp_path / "mine.csv"
+    small.to_csv(path, index=False)
+    monkeypatch.chdir(tmp_path)
+    first = load_panel(path)
+    assert load_panel(str(path)) is first and load_panel("mine.csv") is first  # relative, same file
+    assert first.symbols == ("INFY", "ITC", "TCS") and first.n_days == 120
 
 
-def test_a_dataframe_panel_matches_the_file_panel_on_shared_symbols(panel, two_symbols):
-    small = build_panel(*load_prices(two_symbols))
-    assert small.symbols == ("ITC", "TCS")
-    tcs = panel.symbols.index("TCS")
-    day = panel.day_index("2022-06-01")
-    np.testing.assert_array_equal(small.features[small.day_index("2022-06-01"), 1], panel.features[day, tcs])
+def test_a_dataframe_panel_is_built_from_its_content(small):
+    first, second = load_panel(small), load_panel(small)
+    assert first is not second  # a DataFrame can change under us: never cached
+    np.testing.assert_array_equal(first.features, second.features)
+    assert first.sha256 == second.sha256 == frame_sha256(load_prices(small)[0])
+    assert first.close.shape == (120, 3) and first.features.shape == (120, 3, len(INDICATORS))
+
+
+def test_a_dataframe_panel_matches_the_full_panel_where_the_calendars_agree(panel, embedded_prices):
+    two = embedded_prices[embedded_prices["symbol"].isin(["ITC", "TCS"])]
+    small = build_panel(*load_prices(two))
+    assert small.symbols == ("ITC", "TCS") and small.n_days == N_DAYS + 1  # keeps ITC's 2025-03-18
+    on_full = np.searchsorted(small.dates, panel.dates)
+    tcs, itc = panel.symbols.index("TCS"), panel.symbols.index("ITC")
+    np.testing.assert_array_equal(small.close[on_full, 1], panel.close[:, tcs])
+    np.testing.assert_array_equal(small.features[on_full, 1], panel.features[:, tcs])  # no row on the day
+    before = panel.dates < np.datetime64(DROPPED_DAY)
+    np.testing.assert_array_equal(small.features[on_full[before], 0], panel.features[before, itc])
+    assert not np.array_equal(small.features[on_full[~before], 0], panel.features[~before, itc])
+
+
+def test_custom_indicators_become_the_feature_columns(small):
+    indicators = {"close_again": lambda rows: rows["close"], "log_volume": lambda r: np.log1p(r["volume"])}
+    custom = build_panel(*load_prices(small), indicators=indicators)
+    assert custom.feature_names == ("close_again", "log_volume")
+    np.testing.assert_array_equal(custom.features[..., 0], custom.close)
+    np.testing.assert_array_equal(custom.features[..., 1], np.log1p(custom.volume))
+
+
+def test_the_shared_panel_is_read_only(panel):
+    """Every env shares one cached panel, so an in-place edit would silently change them all."""
+    for array in (panel.close, panel.features, panel.dates, panel.present_count):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = array[1]
