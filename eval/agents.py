@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -118,6 +118,15 @@ class RandomAgent(RuleAgent):
         )
 
 
+class RSISignals(NamedTuple):
+    """What :class:`RSIAgent` decides for every (episode, stock), as (B, K) arrays."""
+
+    buy: np.ndarray  # bool: enter
+    buy_fraction: np.ndarray  # fraction of cash for an entry: 1 / stocks not held
+    overbought: np.ndarray  # bool: exit because RSI > 70
+    stop_loss: np.ndarray  # bool: exit because the close is > 5% below the average cost
+
+
 @dataclass
 class RSIAgent(RuleAgent):
     """The classic RSI(14) mean-reversion rule, per stock, each day:
@@ -136,15 +145,21 @@ class RSIAgent(RuleAgent):
     bearish_trend: float = -0.02
     stop_loss: float = 0.05
 
-    def act(self, observations: Any, snapshot: Snapshot) -> np.ndarray:
+    def signals(self, snapshot: Snapshot) -> RSISignals:
+        """The rule's decisions with the exit that fired; ``act`` and the SFT experts both use it."""
         rsi, trend = feature(snapshot, "rsi"), feature(snapshot, "trend")
         held = snapshot.shares > 0
         n_flat = np.maximum((~held).sum(axis=1, keepdims=True), 1)
         buy = ~held & (rsi < self.oversold) & (trend >= self.bearish_trend)
         with np.errstate(divide="ignore", invalid="ignore"):
             loss = np.where(held, snapshot.close / snapshot.avg_cost - 1.0, 0.0)
-        sell = held & ((rsi > self.overbought) | (loss < -self.stop_loss))
-        return np.where(buy, buy_action(1.0 / n_flat), np.where(sell, sell_action(1.0), 0.0)).astype(
+        overbought, stop_loss = held & (rsi > self.overbought), held & (loss < -self.stop_loss)
+        return RSISignals(buy, np.broadcast_to(1.0 / n_flat, buy.shape), overbought, stop_loss)
+
+    def act(self, observations: Any, snapshot: Snapshot) -> np.ndarray:
+        s = self.signals(snapshot)
+        sell = s.overbought | s.stop_loss
+        return np.where(s.buy, buy_action(s.buy_fraction), np.where(sell, sell_action(1.0), 0.0)).astype(
             np.float32
         )
 
@@ -174,7 +189,9 @@ def make_agent(name: str, **options: Any) -> Agent:
     """Resolve an agent name; ``options`` go to model-backed agents (generation settings and the like)."""
     if name in RULE_AGENTS:
         return RULE_AGENTS[name]()
-    lookup = "llm:" if name in _LLM_ALIASES else next((p for p in _LAZY_PREFIXES if name.startswith(p)), None)
+    # "+flags" (smollm2-135m+constrained) name an LLM configuration; the LLM resolver reads them
+    llm_alias = name.split("+", 1)[0] in _LLM_ALIASES
+    lookup = "llm:" if llm_alias else next((p for p in _LAZY_PREFIXES if name.startswith(p)), None)
     if lookup is None:
         raise UnknownAgentError(f"unknown agent {name!r}; expected one of: {', '.join(agent_names())}")
     if lookup not in PREFIX_RESOLVERS:

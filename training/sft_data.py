@@ -1,0 +1,493 @@
+"""``make-sft-data``: expert rollouts on the train split -> chat SFT examples with grounded ``<think>``.
+
+Each expert of ``training.experts`` plays batches of episodes (``market_env.make_batch``, text mode, slot i
+seeded ``episode_seed``); every decision is a candidate example: the prompt is
+``llm_agent.prompts.build_messages(observation, task, think=True)`` (what the LLM agent sees), the answer is
+``<think>trace</think>`` plus the expert's action lines (``training.think``).
+
+Selection, per task:
+
+- Filtered behaviour cloning (default on, ``--no-filter`` turns it off): only decisions from episodes whose
+  final grade beats the hold agent's grade on the same episode. Holding never trades, so its NAV is the
+  start cash every day and its grade (not constant under grader 2.0.0, which measures the return against
+  equal-weight buy-and-hold) is ``grade_episodes`` of that flat NAV with the episode's benchmark return.
+- The action mix must not collapse: HOLD-only answers are at most ``max_hold_share`` (50%) of the examples.
+  Trades and holds are each shared evenly among the experts; an expert that trades rarely (the RSI rule on
+  one stock) stops after ``max_rounds`` batches and the others fill its share.
+- Examples are sampled without replacement from the candidates with a seeded generator, then shuffled.
+
+Writes ``train.jsonl`` (train split), ``val.jsonl`` (val split, the same recipe), ``data_card.md`` and
+``meta.json`` (counts, mix, seed, versions, sha256s, the run record). Same arguments, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TASKS = ("easy", "medium", "hard")
+SPLITS = ("train", "val")
+# Episodes per batch: enough parallel episodes that rendering text is a few vectorised steps, small
+# enough that a batch's observations stay a few tens of MB.
+ROUND_EPISODES = {"easy": 2048, "medium": 256, "hard": 128}
+MIN_ROUND_EPISODES = 16
+
+
+@dataclass(frozen=True)
+class SFTDataConfig:
+    """What ``make-sft-data`` builds. The defaults are the published set (7,000 train + 500 val examples)."""
+
+    seed: int = 0
+    easy: int = 4000  # single-stock examples
+    portfolio: int = 3000  # medium + hard examples
+    medium_share: float = 0.6  # of the portfolio examples; the rest are hard
+    val_examples: int = 500  # from the val split, tasks in the same proportions
+    filter_beats_hold: bool = True  # keep only decisions of episodes whose grade beats hold's
+    max_hold_share: float = 0.5  # HOLD-only answers at most this share of each task's examples
+    max_rounds: int = 4  # batches per (task, expert) before a rarely trading expert gives up its share
+    experts: tuple[str, ...] = ("rsi", "trend", "bollinger")
+    env_version: str | None = None  # default: the newest
+
+    def quotas(self, split: str) -> dict[str, int]:
+        medium = round(self.portfolio * self.medium_share)
+        train = {"easy": self.easy, "medium": medium, "hard": self.portfolio - medium}
+        if split == "train":
+            return train
+        return _proportional(self.val_examples, train)
+
+
+def _proportional(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split in proportion to ``weights`` (largest remainder, so the parts add up to ``total``)."""
+    norm = sum(weights.values()) or 1
+    exact = {key: total * w / norm for key, w in weights.items()}
+    parts = {key: math.floor(x) for key, x in exact.items()}
+    for key in sorted(exact, key=lambda k: parts[k] - exact[k])[: total - sum(parts.values())]:
+        parts[key] += 1
+    return parts
+
+
+def even_split(total: int, supplies: Sequence[int]) -> list[int]:
+    """Share ``total`` as evenly as possible among parties that can give at most ``supplies[j]`` each.
+
+    Water-filling: the smallest supplies are served first, each with an equal share of what is left, so a
+    party gets less than another's share only when it has nothing more to give.
+    """
+    take, left = [0] * len(supplies), total
+    order = sorted(range(len(supplies)), key=lambda j: supplies[j])
+    for rank, j in enumerate(order):
+        take[j] = min(supplies[j], left // (len(order) - rank))
+        left -= take[j]
+    return take
+
+
+@dataclass
+class Rollout:
+    """One batch of episodes played by one expert: per step the observations and the expert's signals."""
+
+    first_seed: int
+    names: list[tuple[str, ...]]
+    observations: list[list[str]] = field(default_factory=list)  # [step][episode]
+    days: list[np.ndarray] = field(default_factory=list)  # [step] (B,) calendar index of the decision close
+    signals: list[Any] = field(default_factory=list)  # [step] training.experts.Signals
+    trades: list[np.ndarray] = field(default_factory=list)  # [step] (B,) whether the episode trades
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hold_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def kept(self, filter_beats_hold: bool) -> np.ndarray:
+        return self.scores > self.hold_scores if filter_beats_hold else np.ones(len(self.scores), bool)
+
+
+def play(env: Any, expert: Any, first_seed: int) -> Rollout:
+    """One episode per slot of ``env`` played by ``expert``; slot i plays the episode seeded first_seed+i."""
+    from market_env.actions import format_action
+
+    observations, _ = env.reset(seed=first_seed)
+    rollout = Rollout(first_seed, list(env.names))
+    for _ in range(env.market.task.n_days):
+        snapshot = env.market.snapshot()
+        signals = expert.signals(snapshot)
+        trades = signals.trades()
+        actions = ["HOLD"] * env.num_envs
+        for i in np.flatnonzero(trades):
+            actions[i] = format_action(signals.decision(int(i), rollout.names[i]).orders)
+        rollout.observations.append(observations)
+        rollout.days.append(snapshot.day.copy())
+        rollout.signals.append(signals)
+        rollout.trades.append(trades)
+        observations, _, _, _, infos = env.step(actions)
+    rollout.scores = np.array([grade["score"] for grade in infos["grade"]])
+    rollout.hold_scores = hold_scores(env, infos["grade"])
+    return rollout
+
+
+def hold_scores(env: Any, grades: list[dict]) -> np.ndarray:
+    """The hold agent's score on the same finished episodes: a flat NAV, no trades, no costs."""
+    from market_env.grader import grade_episodes
+
+    n, n_days = len(grades), env.market.task.n_days
+    benchmark = np.array([grade["metrics"]["benchmark_return"] for grade in grades])
+    flat = np.full((n, n_days + 1), env.market.sim.start_cash)
+    held = grade_episodes(flat, np.zeros(n, int), np.zeros(n), benchmark, env.market.version.grader)
+    return np.array([grade["score"] for grade in held])
+
+
+@dataclass
+class ExpertPool:
+    """The rollouts of one expert on one task and split, and its candidate decisions (rollout, step, slot)."""
+
+    expert: Any
+    env: Any
+    base_seed: int
+    round_size: int
+    rollouts: list[Rollout] = field(default_factory=list)
+    trades: list[tuple[int, int, int]] = field(default_factory=list)
+    holds: list[tuple[int, int, int]] = field(default_factory=list)
+    episodes: int = 0
+    episodes_kept: int = 0
+
+    def play_round(self, filter_beats_hold: bool, seen: set[str]) -> None:
+        """Play a batch; its decisions become candidates unless their prompt is in ``seen`` (then added)."""
+        r = len(self.rollouts)
+        rollout = play(self.env, self.expert, self.base_seed + r * self.round_size)
+        kept = rollout.kept(filter_beats_hold)
+        for step, (observations, trades) in enumerate(zip(rollout.observations, rollout.trades)):
+            for i in range(len(kept)):
+                # a prompt seen before (an episode drawn twice) would make a duplicate or conflicting example
+                if not kept[i] or observations[i] in seen:
+                    observations[i] = ""  # never an example: free its text
+                    continue
+                seen.add(observations[i])
+                (self.trades if trades[i] else self.holds).append((r, step, i))
+        self.rollouts.append(rollout)
+        self.episodes += len(kept)
+        self.episodes_kept += int(kept.sum())
+
+
+def allocate(pools: list[ExpertPool], quota: int, max_hold_share: float) -> tuple[list[int], list[int]]:
+    """(trades, holds) per pool: at most ``max_hold_share`` holds, each side shared evenly among pools."""
+    trade_supply, hold_supply = [len(p.trades) for p in pools], [len(p.holds) for p in pools]
+    holds = even_split(math.floor(quota * max_hold_share), hold_supply)
+    trades = even_split(quota - sum(holds), trade_supply)
+    # too few trades: fewer holds too, so they stay at most max_hold_share of what is written
+    hold_cap = (
+        math.floor(sum(trades) * max_hold_share / (1.0 - max_hold_share)) if max_hold_share < 1 else quota
+    )
+    if sum(holds) > hold_cap:
+        holds = even_split(hold_cap, hold_supply)
+    return trades, holds
+
+
+def collect_task(
+    task: str, split: str, quota: int, config: SFTDataConfig, on_progress: Callable[[int], None]
+) -> tuple[list[dict], dict[str, Any]]:
+    """The examples of one task and split, and what it took (episodes played and kept per expert)."""
+    import market_env
+    from training.experts import make_expert
+
+    task_index, split_index = TASKS.index(task), SPLITS.index(split)
+    round_size = min(
+        ROUND_EPISODES[task], max(MIN_ROUND_EPISODES, 2 * math.ceil(quota / len(config.experts)))
+    )
+    # one env for every expert: a reset re-seeds every slot, and building a text batch env is not free
+    env = market_env.make_batch(
+        task, n_envs=round_size, split=split, obs_mode="text", version=config.env_version
+    )
+    pools = []
+    for e, name in enumerate(config.experts):
+        base = ((config.seed * 10 + split_index) * 10 + task_index) * 10_000_000 + e * 1_000_000
+        pools.append(ExpertPool(make_expert(name), env, base, round_size))
+    seen: set[str] = set()
+    while True:
+        trades, holds = allocate(pools, quota, config.max_hold_share)
+        on_progress(sum(trades) + sum(holds))
+        if sum(trades) + sum(holds) == quota:
+            break
+        # play another batch with the pools whose candidates of the short side are all used
+        holds_short = sum(holds) < math.floor(quota * config.max_hold_share)
+        trades_short = sum(trades) < quota - sum(holds)
+        short = [
+            p
+            for p, t, h in zip(pools, trades, holds)
+            if len(p.rollouts) < config.max_rounds
+            and ((trades_short and t == len(p.trades)) or (holds_short and h == len(p.holds)))
+        ]
+        if not short:
+            break
+        for pool in short:
+            pool.play_round(config.filter_beats_hold, seen)
+    examples = []
+    for e, (pool, n_trades, n_holds) in enumerate(zip(pools, trades, holds)):
+        rng = np.random.default_rng([config.seed, split_index, task_index, e])
+        chosen = _sample(pool.trades, n_trades, rng) + _sample(pool.holds, n_holds, rng)
+        examples += [_example(pool, task, split, where, rng) for where in sorted(chosen)]
+    stats = {
+        pool.expert.name: {"episodes": pool.episodes, "episodes_kept": pool.episodes_kept,
+                           "trade_candidates": len(pool.trades), "hold_candidates": len(pool.holds)}
+        for pool in pools
+    }  # fmt: skip
+    return examples, stats
+
+
+def _sample(items: list, n: int, rng: np.random.Generator) -> list:
+    return [items[j] for j in rng.choice(len(items), size=n, replace=False)] if n else []
+
+
+def _example(
+    pool: ExpertPool, task: str, split: str, where: tuple[int, int, int], rng: np.random.Generator
+) -> dict:
+    from llm_agent.prompts import build_messages
+    from market_env.actions import format_action
+    from training.think import assistant_message
+
+    r, step, i = where
+    rollout, market = pool.rollouts[r], pool.env.market
+    decision = rollout.signals[step].decision(i, rollout.names[i])
+    observation = rollout.observations[step][i]
+    messages = build_messages(observation, market.task, think=True)
+    messages.append({"role": "assistant", "content": assistant_message(decision, observation, rng)})
+    meta = {
+        "task": task, "split": split, "date": market.panel.iso_date(int(rollout.days[step][i])),
+        "episode_seed": rollout.first_seed + i, "expert": pool.expert.name,
+        "actions": format_action(decision.orders).splitlines(), "hold": decision.is_hold,
+    }  # fmt: skip
+    return {"messages": messages, "meta": meta}
+
+
+# ------------------------------------------------------------------------------------------------ output
+def action_types(examples: list[dict]) -> dict[str, int]:
+    """Examples with at least one BUY, with at least one SELL, and HOLD-only ones."""
+    counts = Counter()
+    for example in examples:
+        sides = {line.split()[0] for line in example["meta"]["actions"]}
+        counts.update(sides & {"BUY", "SELL"} or {"HOLD"})
+    return {side: counts[side] for side in ("BUY", "SELL", "HOLD")}
+
+
+def summarize(examples: list[dict]) -> dict[str, Any]:
+    """Counts per task, per expert and per action type, and the action mix."""
+    n = len(examples)
+    groups: dict[str, dict[str, list]] = {}
+    for example in examples:
+        groups.setdefault(example["meta"]["task"], {}).setdefault(example["meta"]["expert"], []).append(
+            example
+        )
+    return {
+        "examples": n,
+        "per_task": dict(Counter(e["meta"]["task"] for e in examples)),
+        "per_expert": dict(Counter(e["meta"]["expert"] for e in examples)),
+        "per_action": action_types(examples),
+        "per_task_expert": {
+            task: {expert: {"examples": len(rows)} | action_types(rows) for expert, rows in experts.items()}
+            for task, experts in groups.items()
+        },
+        "hold_share": sum(e["meta"]["hold"] for e in examples) / n if n else 0.0,
+        "orders": dict(Counter(line.split()[0] for e in examples for line in e["meta"]["actions"])),
+        "mean_assistant_chars": float(np.mean([len(e["messages"][-1]["content"]) for e in examples]))
+        if n
+        else 0.0,
+        "max_assistant_chars": max((len(e["messages"][-1]["content"]) for e in examples), default=0),
+    }
+
+
+def write_jsonl(path: Path, examples: list[dict]) -> str:
+    """Write one JSON object per line; returns the file's sha256."""
+    text = "".join(json.dumps(example, ensure_ascii=False) + "\n" for example in examples)
+    path.write_text(text, encoding="utf-8")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def data_card(record: dict[str, Any]) -> str:
+    """A markdown card of the data set: what it holds and how it was made."""
+    tasks = ", ".join(f"{task} {v}" for task, v in record["task_versions"].items())
+    kept = "only decisions from episodes whose grade beats hold's" if record["filter_beats_hold"] else "off"
+    lines = [
+        "# SFT data card",
+        "",
+        f"Made by `make-sft-data` with seed {record['seed']}, env {record['env_version']} (grader "
+        f"{record['grader_version']}; tasks {tasks}), price data sha256 `{record['data_sha256']}`.",
+        f"Filter: {kept}; HOLD-only answers at most {record['max_hold_share']:.0%} per task. "
+        f"Experts: {', '.join(record['experts'])}.",
+        "",
+        "| split | file | examples | easy | medium | hard | BUY | SELL | HOLD-only | HOLD share | sha256 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split, s in record["splits"].items():
+        a, t = s["per_action"], s["per_task"]
+        lines.append(
+            f"| {split} | {s['file']} | {s['examples']} | {t.get('easy', 0)} | {t.get('medium', 0)} | "
+            f"{t.get('hard', 0)} | {a['BUY']} | {a['SELL']} | {a['HOLD']} | {s['hold_share']:.1%} | "
+            f"`{s['sha256'][:12]}` |"
+        )
+    lines += [
+        "",
+        "BUY / SELL count examples with at least one such order (an answer may hold both); HOLD-only answers "
+        "have none.",
+        "",
+        "| split | task | expert | examples | BUY | SELL | HOLD-only | episodes played | episodes kept |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split, s in record["splits"].items():
+        for task, experts in s["rollouts"].items():
+            for expert, r in experts.items():
+                c = (
+                    s["per_task_expert"]
+                    .get(task, {})
+                    .get(expert, {"examples": 0, "BUY": 0, "SELL": 0, "HOLD": 0})
+                )
+                lines.append(
+                    f"| {split} | {task} | {expert} | {c['examples']} | {c['BUY']} | {c['SELL']} | "
+                    f"{c['HOLD']} | {r['episodes']} | {r['episodes_kept']} |"
+                )
+    lines += [
+        "",
+        'Each line of a file: `{"messages": [system, user, assistant], "meta": {task, split, date, '
+        "episode_seed, expert, actions, hold}}`; the assistant turn is `<think>...</think>` then the action "
+        "lines.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="make-sft-data",
+        description="Expert rollouts on the train split -> chat SFT data with grounded <think> traces.",
+    )
+    defaults = SFTDataConfig()
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seeds episodes, sampling and wording"
+    )
+    parser.add_argument("--easy", type=int, default=defaults.easy, help="single-stock train examples")
+    parser.add_argument(
+        "--portfolio", type=int, default=defaults.portfolio, help="medium + hard train examples"
+    )
+    parser.add_argument(
+        "--medium-share", type=float, default=defaults.medium_share, help="medium share of --portfolio"
+    )
+    parser.add_argument(
+        "--val-examples", type=int, default=defaults.val_examples, help="examples from the val split"
+    )
+    parser.add_argument(
+        "--no-filter", action="store_true", help="keep decisions of episodes that do not beat hold too"
+    )
+    parser.add_argument(
+        "--max-hold-share", type=float, default=defaults.max_hold_share, help="cap on HOLD-only answers"
+    )
+    parser.add_argument("--experts", nargs="+", default=list(defaults.experts), help="experts to imitate")
+    parser.add_argument("--env-version", default=None, help="env version (default: the newest)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
+    for name in ("easy", "portfolio", "val_examples"):
+        if getattr(args, name) < 0:
+            raise SystemExit(
+                f"make-sft-data: --{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
+            )
+    if not 0.0 <= args.medium_share <= 1.0 or not 0.0 <= args.max_hold_share < 1.0:
+        raise SystemExit("make-sft-data: --medium-share must be in [0, 1] and --max-hold-share in [0, 1)")
+    from training.experts import EXPERTS
+
+    unknown = [name for name in args.experts if name not in EXPERTS]
+    if unknown:
+        raise SystemExit(
+            f"make-sft-data: unknown expert(s) {unknown}; expected some of: {', '.join(EXPERTS)}"
+        )
+    return SFTDataConfig(
+        seed=args.seed, easy=args.easy, portfolio=args.portfolio, medium_share=args.medium_share,
+        val_examples=args.val_examples, filter_beats_hold=not args.no_filter,
+        max_hold_share=args.max_hold_share, experts=tuple(dict.fromkeys(args.experts)),  # each once
+        env_version=args.env_version,
+    )  # fmt: skip
+
+
+def build(config: SFTDataConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Make the data set in ``out``; returns the record written to ``meta.json``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from eval.tracking import write_meta
+    from market_env.versions import get_version
+    from training.experts import EXPERTS
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    version = get_version(config.env_version)
+    splits: dict[str, Any] = {}
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   disable=not progress, transient=True)  # fmt: skip
+    with bar:
+        for split in SPLITS:
+            quotas = {task: n for task, n in config.quotas(split).items() if n > 0}
+            job = bar.add_task(f"{split} examples", total=sum(quotas.values()))
+            examples, rollouts = [], {}
+            for task, quota in quotas.items():
+                bar.update(job, description=f"{split} {task}")
+                found, rollouts[task] = collect_task(
+                    task, split, quota, config, _progress(bar, job, len(examples))
+                )
+                examples += found
+            np.random.default_rng([config.seed, SPLITS.index(split), 99]).shuffle(examples)
+            name = f"{split}.jsonl"
+            summary = summarize(examples)
+            splits[split] = {"file": name, "sha256": write_jsonl(out / name, examples), "quotas": quotas,
+                             "rollouts": rollouts} | summary  # fmt: skip
+    panel_sha = _panel_sha256()
+    record = {
+        "seed": config.seed, "env_version": version.version, "grader_version": version.grader,
+        "task_versions": {task: version.task(task).version for task in TASKS}, "data_sha256": panel_sha,
+        "filter_beats_hold": config.filter_beats_hold, "max_hold_share": config.max_hold_share,
+        "experts": {name: (EXPERTS[name].__doc__ or "").strip() for name in config.experts},
+        "config": asdict(config), "splits": splits,
+    }  # fmt: skip
+    (out / "data_card.md").write_text(data_card(record), encoding="utf-8")
+    write_meta(out, **record, seconds=round(time.perf_counter() - start, 1))
+    return record
+
+
+def _progress(bar: Any, job: Any, done: int) -> Callable[[int], None]:
+    """Callback that shows ``done`` examples of earlier tasks plus ``n`` found for the current one."""
+    return lambda n: bar.update(job, completed=done + n)
+
+
+def _panel_sha256() -> str:
+    from data.panel import load_panel
+
+    return load_panel().sha256
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    config = config_from_args(args)
+    start = time.perf_counter()
+    record = build(config, args.out, progress=not args.no_progress)
+    for split, s in record["splits"].items():
+        a = s["per_action"]
+        print(
+            f"{split}: {s['examples']} examples -> {args.out / s['file']} (BUY {a['BUY']}, SELL {a['SELL']}, "
+            f"HOLD-only {a['HOLD']} = {s['hold_share']:.1%})"
+        )
+        if s["examples"] < sum(s["quotas"].values()):
+            asked = sum(s["quotas"].values())
+            print(
+                f"warning: {split} has {s['examples']} of the {asked} examples asked for: the experts traded "
+                "too rarely within their episode budget (see the card's per-expert table)"
+            )
+    print(f"card: {args.out / 'data_card.md'}; {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
