@@ -251,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
     from eval.agents import UnknownAgentError
+    from llm_agent.models import ModelError  # cheap: torch loads only with a model
 
     try:
         entries = run_evaluate(args, console)
-    except (UnknownAgentError, ValueError, FileNotFoundError) as error:
+    except (UnknownAgentError, ModelError, ValueError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
         return 2
     if args.json:

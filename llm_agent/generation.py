@@ -16,7 +16,7 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from llm_agent.models import LoadedModel
@@ -129,28 +129,45 @@ def format_chat(tokenizer: Any, messages: Chat) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+class DecodingConstraint(Protocol):
+    """Restricts what each chat may generate (constrained decoding, :mod:`llm_agent.constrained`)."""
+
+    def logits_processor(self, rows: Sequence[int], max_new_tokens: int) -> Any:
+        """A transformers logits processor for a forward batch whose row r is chat ``rows[r]``."""
+        ...
+
+    def regex(self, row: int) -> str:
+        """The regular expression chat ``row`` must match (vLLM guided decoding)."""
+        ...
+
+
 def generate(
-    loaded: LoadedModel, messages_batch: Sequence[Chat], config: GenerationConfig | None = None
+    loaded: LoadedModel,
+    messages_batch: Sequence[Chat],
+    config: GenerationConfig | None = None,
+    constraint: DecodingConstraint | None = None,
 ) -> list[Completion]:
     """Generate one completion per chat, in the order of ``messages_batch``.
 
     Chats are sorted by prompt length and cut into chunks of ``config.batch_size`` so that a chunk holds
-    similar lengths (little padding); the results come back in the input order.
+    similar lengths (little padding); the results come back in the input order. ``constraint`` limits each
+    chat's completion (e.g. to the action grammar of its episode).
     """
     config = config or GenerationConfig()
     if not messages_batch:
         return []
     prompts = [format_chat(loaded.tokenizer, chat) for chat in messages_batch]
     if loaded.backend == "vllm":  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
-        return _generate_vllm(loaded, prompts, config)
-    return _generate_transformers(loaded, prompts, config)
+        return _generate_vllm(loaded, prompts, config, constraint)
+    return _generate_transformers(loaded, prompts, config, constraint)
 
 
 def _generate_transformers(
-    loaded: LoadedModel, prompts: list[str], config: GenerationConfig
+    loaded: LoadedModel, prompts: list[str], config: GenerationConfig, constraint: DecodingConstraint | None
 ) -> list[Completion]:
     import torch
     from tqdm.auto import tqdm
+    from transformers import LogitsProcessorList
 
     tokenizer = loaded.tokenizer
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]  # the template holds the specials
@@ -168,11 +185,13 @@ def _generate_transformers(
         for chunk in chunks:
             started = time.perf_counter()
             input_ids, attention_mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id, device)
+            processors = [constraint.logits_processor(chunk, config.max_new_tokens)] if constraint else []
             output = loaded.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=gen_config,
                 tokenizer=tokenizer if config.stop_strings else None,
+                logits_processor=LogitsProcessorList(processors),
             )
             new_tokens = output[:, input_ids.shape[1] :].tolist()
             seconds = (time.perf_counter() - started) / len(chunk)
@@ -262,12 +281,12 @@ def _first_prefix_with_stop(tokenizer: Any, ids: list[int], stops: Sequence[str]
 
 
 def _generate_vllm(
-    loaded: LoadedModel, prompts: list[str], config: GenerationConfig
+    loaded: LoadedModel, prompts: list[str], config: GenerationConfig, constraint: DecodingConstraint | None
 ) -> list[Completion]:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
     from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
 
-    params = SamplingParams(
+    options = dict(
         max_tokens=config.max_new_tokens,
         temperature=config.temperature if config.do_sample else 0.0,
         top_p=config.top_p if config.do_sample else 1.0,
@@ -276,6 +295,9 @@ def _generate_vllm(
         stop=list(config.stop_strings) or None,
         include_stop_str_in_output=config.keep_stop_string,
     )
+    params = SamplingParams(**options)
+    if constraint is not None:  # guided decoding: one regex per prompt
+        params = [SamplingParams(**options, **_guided(constraint.regex(i))) for i in range(len(prompts))]
     adapter = loaded.spec.adapter_path
     lora = LoRARequest("adapter", 1, adapter) if adapter else None
     started = time.perf_counter()
@@ -297,3 +319,14 @@ def _generate_vllm(
         )
         for out in outputs
     ]
+
+
+def _guided(regex: str) -> dict[str, Any]:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
+    """SamplingParams arguments for guided decoding to ``regex`` (newer vLLM calls it structured outputs)."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(regex=regex)}
+    return {"structured_outputs": StructuredOutputsParams(regex=regex)}

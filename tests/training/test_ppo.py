@@ -1,0 +1,229 @@
+"""PPO baseline: a permutation-equivariant policy serving any K, checkpoints, the ppo: agent, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+import torch as th
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import market_env
+from data import load_prices
+from eval import cli, harness
+from eval.agents import make_agent
+from market_env.actions import NUMERIC_DEADZONE
+from market_env.observations import split_observation
+from training import ppo
+from training.ppo_policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
+
+TINY = {"n_envs": 4, "n_steps": 40, "batch_size": 80, "n_epochs": 2, "hidden": 16, "eval_episodes": 4}
+
+
+def observations(task: str, n_envs: int = 6, days: int = 5, seed: int = 0) -> np.ndarray:
+    """Real numeric observations a few days after buying every other stock: the portfolio block is filled."""
+    batch = market_env.make_batch(task, n_envs=n_envs, split="train", obs_mode="numeric", seed=seed)
+    obs, _ = batch.reset()
+    every_other = (np.arange(batch.market.task.n_stocks) % 2 == 0) * np.ones((n_envs, 1))
+    for day in range(days):
+        obs, *_ = batch.step(every_other if day == 0 else 0.0 * every_other)
+    return obs
+
+
+def permute_stocks(obs: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The same observation with its stocks listed in ``order`` (both blocks, layout unchanged)."""
+    k = len(order)
+    market = obs[:, : k * 10].reshape(-1, k, 10)[:, order].reshape(len(obs), -1)
+    portfolio = obs[:, k * 10 : k * 13].reshape(-1, 3, k)[:, :, order].reshape(len(obs), -1)
+    return np.concatenate([market, portfolio, obs[:, k * 13 :]], axis=1)
+
+
+@pytest.fixture(scope="module")
+def medium_model(tmp_path_factory):
+    """A tiny real training run on the medium task (K = 10): 320 steps, val selection, checkpoints."""
+    out = tmp_path_factory.mktemp("ppo") / "medium"
+    config = ppo.PPOConfig(task="medium", timesteps=320, eval_every=160, **TINY)
+    initial = ppo.build_model(config)[0].policy.state_dict()
+    summary = ppo.train(config, out, progress=False, log_mlflow=False)
+    return out, summary, initial
+
+
+@pytest.fixture(scope="module")
+def scrambled_agent(medium_model):
+    """The trained medium agent with every weight redrawn large, so its actions differ across stocks."""
+    agent = ppo.load_agent(medium_model[0])
+    th.manual_seed(0)
+    with th.no_grad():
+        for parameter in agent.policy.parameters():
+            parameter.normal_(0.0, 0.7)
+    return agent
+
+
+def test_torch_reshape_matches_the_env_layout():
+    obs = observations("hard")
+    per_stock, globals_ = split_observation(obs, 25)
+    rows = stock_rows(th.as_tensor(obs)).numpy()
+    np.testing.assert_array_equal(rows[..., :13], per_stock)
+    np.testing.assert_array_equal(rows[..., 13:], np.broadcast_to(globals_[:, None], (6, 25, 3)))
+
+
+def test_every_observation_feature_carries_information():
+    """No zero placeholders: each of the 13 stock and 3 global features varies across real steps."""
+    steps = np.concatenate([observations("hard", n_envs=8, days=days) for days in (1, 6)])
+    per_stock, globals_ = split_observation(steps, 25)
+    assert (per_stock.reshape(-1, 13).std(axis=0) > 0).all()
+    assert (globals_.std(axis=0) > 0).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.permutations(range(25)))
+def test_permuting_stocks_permutes_the_actions_and_keeps_the_value(scrambled_agent, order):
+    order = np.array(order)
+    obs = observations("hard", n_envs=3)
+    actions, permuted = scrambled_agent.act(obs), scrambled_agent.act(permute_stocks(obs, order))
+    np.testing.assert_allclose(permuted, actions[:, order], atol=1e-5)
+    assert actions.std() > 0.05  # the check would catch a policy that ignores the stock
+    policy, normalizer = scrambled_agent.policy, scrambled_agent.normalizer
+    with th.no_grad():
+        values = [
+            policy.predict_values(th.as_tensor(normalizer(x))) for x in (obs, permute_stocks(obs, order))
+        ]
+    np.testing.assert_allclose(values[0].numpy(), values[1].numpy(), atol=1e-5)
+
+
+def test_normaliser_statistics_are_shared_across_stocks_and_round_trip():
+    obs = observations("medium")
+    normalizer, permuted = SharedNormalizer(), SharedNormalizer()
+    normalizer.update(obs)
+    permuted.update(permute_stocks(obs, np.arange(10)[::-1].copy()))
+    np.testing.assert_allclose(normalizer.stock.mean, permuted.stock.mean, rtol=1e-5)  # float32 sum order
+    assert normalizer.stock.mean.shape == (13,)  # one statistic per feature, whatever K is
+    restored = SharedNormalizer.from_dict(json.loads(json.dumps(normalizer.to_dict())))
+    np.testing.assert_array_equal(restored(obs), normalizer(obs))
+    with pytest.raises(ValueError, match="retrain with train-ppo"):
+        SharedNormalizer.from_dict(normalizer.to_dict() | {"stock_features": ["close"]})
+
+
+def test_initial_policy_holds():
+    model, _, normalizer = ppo.build_model(ppo.PPOConfig(task="hard", **TINY))
+    agent = ppo.PPOAgent("ppo", model.policy, normalizer)
+    actions = agent.act(observations("hard", n_envs=16))
+    assert actions.shape == (16, 25) and np.abs(actions).max() < NUMERIC_DEADZONE
+
+
+def test_training_learns_selects_on_val_and_writes_its_record(medium_model):
+    out, _, initial = medium_model
+    trained = ppo.load_agent(out / "last").policy.state_dict()
+    assert any(not th.equal(initial[name], trained[name]) for name in initial)  # learning happened
+    assert [p["timesteps"] for p in ppo_curve(out)] == [0, 160, 320]
+    best = max(ppo_curve(out), key=lambda p: p["val_score"])
+    assert json.loads((out / "best" / "meta.json").read_text())["timesteps"] == best["timesteps"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["data_sha256"] == load_prices()[1] and meta["env_version"] == "2.0.0"
+    assert meta["task"] == "medium" and meta["config"]["n_envs"] == 4 and "git_commit" in meta
+    assert json.loads((out / "best" / "config.json").read_text())["hidden"] == 16
+    assert (out / "learning_curve.png").stat().st_size > 0
+
+
+def ppo_curve(out) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(out / "learning_curve.csv").to_dict("records")
+
+
+def test_save_load_round_trip_gives_identical_actions(medium_model, tmp_path):
+    out = medium_model[0]
+    copy = tmp_path / "copied"
+    shutil.copytree(out / "best", copy)
+    obs = observations("medium")
+    np.testing.assert_array_equal(ppo.load_agent(out).act(obs), ppo.load_agent(copy).act(obs))
+
+
+def test_model_trained_on_ten_stocks_acts_on_twenty_five(medium_model):
+    agent = make_agent(f"ppo:{medium_model[0]}")
+    actions = agent.act(observations("hard"))
+    assert actions.shape == (6, 25) and np.isfinite(actions).all() and np.abs(actions).max() <= 1
+    config = harness.EvalConfig(task="hard", split="val", episodes=4, seed=0)
+    result = harness.run_evaluation(agent, config, progress=False)
+    assert len(result.episodes) == 4 and result.model == str(medium_model[0] / "best")
+
+
+def test_ppo_agent_evaluates_through_the_evaluate_cli(medium_model, tmp_path):
+    out = tmp_path / "eval.json"
+    name = f"ppo:{medium_model[0]}"
+    args = ["--agent", name, "hold", "--task", "medium", "--episodes", "4", "--split", "val", "--quiet",
+            "--env-version", "1.0.0", "2.0.0", "--json", str(out), "--out-dir", str(tmp_path)]  # fmt: skip
+    assert cli.main(args) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["agent"], r["env_version"]) for r in results][:2] == [(name, "1.0.0"), (name, "2.0.0")]
+    assert results[0]["model"].endswith("best") and results[0]["obs_mode"] == "numeric"
+
+
+def test_train_ppo_cli_logs_an_mlflow_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--task", "easy", "--timesteps", "80", "--output-dir", str(out), "--eval-every", "80",
+            "--n-envs", "2", "--n-steps", "20", "--batch-size", "40", "--hidden", "8", "--eval-episodes", "2",
+            "--no-progress"]  # fmt: skip
+    assert ppo.main(args) == 0
+    assert "best val score" in capsys.readouterr().out
+    run = mlflow.get_run(json.loads((out / "meta.json").read_text())["mlflow_run_id"])
+    assert run.data.params["env_version"] == "2.0.0" and run.data.params["data_sha256"] == load_prices()[1]
+    assert run.data.params["task_version"] == "1.0.0"
+    assert {"val_score", "best_val_score", "train/value_loss"} <= set(run.data.metrics)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"learning_curve.png", "meta.json", "best"} <= artifacts
+
+
+def test_bad_paths_get_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nothing"
+    assert cli.main(["--agent", f"ppo:{missing}", "--task", "easy", "--episodes", "2", "--no-mlflow"]) == 2
+    assert "no PPO checkpoint at" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs a path"):
+        make_agent("ppo:")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.zip").write_text("not a zip")
+    with pytest.raises(FileNotFoundError, match=r"no normalization\.json"):
+        ppo.load_agent(broken)
+    (broken / "normalization.json").write_text("{}")
+    with pytest.raises(ValueError, match="is not a train-ppo model"):
+        ppo.load_agent(broken)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,  # empty
+        3,  # globals only, no stock
+        30,  # neither K * 13 + 3 nor anything else this env renders
+    ],
+)
+def test_observation_sizes_that_are_not_numeric_market_observations_are_rejected(size):
+    with pytest.raises(ValueError, match="obs_mode='numeric'"):
+        n_stocks_of(size)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="n_envs must be >= 1"):
+        ppo.PPOConfig(n_envs=0)
+    assert ppo.main(["--timesteps", "0", "--no-mlflow"]) == 2
+    text = market_env.make_batch("easy", n_envs=2, obs_mode="text")
+    with pytest.raises(ValueError, match="numeric observations"):
+        MarketVecEnv(text, SharedNormalizer())
+
+
+def test_vec_env_adapter_reports_final_scores_and_honours_seeds():
+    batch = market_env.make_batch("easy", n_envs=3, obs_mode="numeric")
+    venv = MarketVecEnv(batch, SharedNormalizer(), training=False)
+    venv.seed(5)
+    first = venv.reset()
+    reference, _ = market_env.make_batch("easy", n_envs=3, obs_mode="numeric", seed=5).reset()
+    np.testing.assert_array_equal(first, SharedNormalizer()(reference))
+    for _ in range(20):
+        _, rewards, dones, infos = venv.step(np.zeros((3, 1), dtype=np.float32))
+    assert dones.all() and rewards.dtype == np.float32
+    assert all(0 <= info["episode"]["r"] <= 1 and info["episode"]["l"] == 20 for info in infos)

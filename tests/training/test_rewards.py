@@ -1,0 +1,246 @@
+"""The GRPO reward: env-scored decisions at forked states, the format term, the group check, never raising."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import market_env
+from eval.agents import RSIAgent
+from eval.harness import numeric_to_text
+from training.grpo_prompts import (
+    PromptSetConfig,
+    build_prompt_dataset,
+    collect_rows,
+    state_from_json,
+    state_hash,
+    state_to_json,
+)
+from training.rewards import EnvScoreReward, GroupMismatchError, RewardConfig, check_groups, completion_text
+
+G = 4
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    """Real states of 6 easy train episodes, every 4th decision, reached by the RSI and random agents."""
+    return collect_rows(PromptSetConfig(task="easy", episodes=6, seed=3, stride=4))
+
+
+@pytest.fixture(scope="module")
+def reward() -> EnvScoreReward:
+    return EnvScoreReward(RewardConfig(task="easy", num_generations=G))
+
+
+def held_rows(rows: list[dict]) -> list[dict]:
+    return [row for row in rows if json.loads(row["state"])["shares"][0] > 0]
+
+
+def single_env_score(row: dict, first_action: str, continuation: str = "hold") -> float:
+    """Independent reference: one ``market_env.make`` env restored with ``set_state``, stepped to the end."""
+    env = market_env.make(row["task"], split="train", obs_mode="text", version=row["env_version"])
+    env.reset(seed=0)
+    env.set_state(state_from_json(row["state"]))
+    action, agent = first_action, RSIAgent()
+    while True:
+        _, _, terminated, _, info = env.step(action)
+        if terminated:
+            return info["grade"]["score"]
+        if continuation == "hold":
+            action = "HOLD"
+        else:
+            action = numeric_to_text(agent.act(None, env.market.snapshot()), [env.names])[0]
+
+
+def score(reward: EnvScoreReward, row: dict, completions: list) -> list[float]:
+    """Reward of ``completions`` (one group, all from ``row``), as TRL would call it."""
+    n = len(completions)
+    return reward(
+        [row["prompt"]] * n, completions, state=[row["state"]] * n, state_hash=[row["state_hash"]] * n
+    )
+
+
+def test_prompt_set_rows_carry_their_state_and_a_reproducible_hash(rows):
+    assert len(rows) == 6 * 5  # 6 episodes x decisions 0, 4, 8, 12, 16
+    assert {row["expert"] for row in rows} == {"rsi", "random"}
+    assert held_rows(rows), "the random agent reaches states with an open position"
+    for row in rows:
+        state = state_from_json(row["state"])
+        assert state_to_json(state) == row["state"]
+        assert row["state_hash"] == state_hash(row["state"], "easy", market_env.ENV_VERSION)
+        assert row["prompt"][-1]["content"].startswith(f"Day {state.t + 1} of 20")
+    assert len({row["state_hash"] for row in rows}) == len(rows)
+    # the hash names the version and task too: the same state under another grader is another state
+    assert state_hash(rows[0]["state"], "easy", "1.0.0") != rows[0]["state_hash"]
+    assert collect_rows(PromptSetConfig(task="easy", episodes=6, seed=3, stride=4)) == rows
+
+
+def test_prompt_dataset_is_conversational_with_state_columns():
+    dataset = build_prompt_dataset(PromptSetConfig(task="easy", episodes=2, stride=10, experts=("rsi",)))
+    assert len(dataset) == 4
+    assert {"prompt", "state", "state_hash", "task", "env_version"} <= set(dataset.column_names)
+    assert [m["role"] for m in dataset[0]["prompt"]] == ["system", "user"]
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "HOLD",  # the plain answer
+        "<think>RSI is neutral, nothing to do.</think>\nHOLD",  # reasoning first, as SFT teaches
+        [{"role": "assistant", "content": "HOLD - no signal"}],  # TRL's conversational completion format
+    ],
+)
+def test_hold_reward_equals_the_hold_continuation_score(rows, reward, completion):
+    for row in [rows[0], rows[-1], *held_rows(rows)[:2]]:  # first day, late day, open positions
+        expected = single_env_score(row, "HOLD")
+        assert score(reward, row, [completion] * G) == [expected] * G
+
+
+def test_orders_are_scored_like_the_single_env_plays_them(rows, reward):
+    row = held_rows(rows)[0]
+    symbol = row["symbols"][0]
+    texts = [f"BUY {symbol} 0.5", f"SELL {symbol} 1", f"SELL {symbol} 0.3", "HOLD"]
+    assert score(reward, row, texts) == [single_env_score(row, text) for text in texts]
+    assert len(set(score(reward, row, texts))) > 1, "different decisions at one state get different rewards"
+
+
+def test_rsi_continuation_plays_the_rsi_rule_after_the_decision(rows):
+    rsi = EnvScoreReward(RewardConfig(task="easy", continuation="rsi", num_generations=2))
+    for row in (rows[0], held_rows(rows)[0]):
+        symbol = row["symbols"][0]
+        got = score(rsi, row, ["HOLD", f"BUY {symbol} 1"])
+        assert got == [single_env_score(row, "HOLD", "rsi"), single_env_score(row, f"BUY {symbol} 1", "rsi")]
+
+
+orders = st.builds(
+    lambda side, fraction, think: (
+        (f"<think>{think}</think>\n" if think else "") + f"{side} {{sym}} {fraction}"
+    ),
+    st.sampled_from(["BUY", "SELL", "buy", "Sell"]),
+    st.floats(min_value=1e-4, max_value=1.0, allow_nan=False).map(
+        lambda x: f"{x:.4f}".rstrip("0").rstrip(".")
+    ),
+    st.sampled_from(["", "RSI 28 is oversold."]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    row_index=st.integers(0, 29),
+    valid=st.lists(st.one_of(orders, st.just("HOLD")), min_size=3, max_size=3),
+    invalid=st.sampled_from(
+        ["", "I would buy some.", "BUY", "BUY {sym} 1.5", "BUY {sym} 0.5\nSELL {sym} 0.5"]
+    ),
+)
+def test_an_invalid_completion_scores_below_every_valid_one(rows, reward, row_index, valid, invalid):
+    row = rows[row_index]
+    texts = [text.replace("{sym}", row["symbols"][0]) for text in [*valid, invalid]]
+    rewards = score(reward, row, texts)
+    assert rewards[-1] == reward.config.invalid_reward
+    assert min(rewards[:-1]) >= 0.0 > rewards[-1]
+    assert reward.last_stats.invalid == 0.25
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(max_size=300), min_size=G, max_size=G))
+def test_the_reward_never_raises_on_garbage_text(rows, reward, texts):
+    rewards = score(reward, rows[1], texts)
+    assert len(rewards) == G and all(np.isfinite(rewards))
+    assert all(r == reward.config.invalid_reward or r >= 0.0 for r in rewards)
+
+
+@pytest.mark.parametrize(
+    "completions",
+    [
+        [None, 3, {"content": 1}, [{"role": "assistant", "content": None}]],  # not text at all
+        [[], [[]], b"HOLD", object()],  # empty and odd containers
+    ],
+)
+def test_non_text_completions_are_invalid_not_errors(rows, reward, completions):
+    assert score(reward, rows[0], completions) == [reward.config.invalid_reward] * G
+
+
+def test_missing_state_columns_are_logged_and_scored_invalid(rows, reward, caplog):
+    assert reward([None] * G, ["HOLD"] * G) == [reward.config.invalid_reward] * G
+    assert reward.last_stats.failed == 1.0
+    assert "reward failed" in caplog.text
+
+
+def test_a_group_shares_one_state_hash(rows):
+    # TRL's sampler repeats each prompt num_generations times in a row: every group is one state
+    hashes = [row["state_hash"] for row in rows[:3] for _ in range(G)]
+    assert check_groups(hashes, G).tolist() == [True, True, True]
+    mixed = hashes.copy()
+    mixed[5] = hashes[0]  # one completion of the second group came from another state
+    assert check_groups(mixed, G).tolist() == [True, False, True]
+    with pytest.raises(GroupMismatchError, match="groups of 4"):
+        check_groups(hashes[:-1], G)
+
+
+def test_a_mismatched_group_is_detected_and_carries_no_signal(rows, reward, caplog):
+    first, second = rows[0], held_rows(rows)[0]
+    group_rows = [first] * G + [first, second, first, first]
+    texts = ["HOLD", f"BUY {first['symbols'][0]} 1"] * G
+    rewards = reward(
+        [r["prompt"] for r in group_rows],
+        texts,
+        state=[r["state"] for r in group_rows],
+        state_hash=[r["state_hash"] for r in group_rows],
+    )
+    assert len(set(rewards[:G])) == 2  # the good group is scored
+    assert rewards[G:] == [reward.config.invalid_reward] * G  # flat: zero advantage, no gradient
+    assert reward.last_stats.failed == 0.5
+    assert "mix states" in caplog.text
+
+
+def test_a_state_that_does_not_match_its_hash_is_rejected(rows, reward, caplog):
+    row = rows[0]
+    tampered = json.loads(row["state"]) | {"cash": 2_000_000.0}
+    state = json.dumps(tampered, sort_keys=True, separators=(",", ":"))
+    rewards = reward([None] * G, ["HOLD"] * G, state=[state] * G, state_hash=[row["state_hash"]] * G)
+    assert rewards == [reward.config.invalid_reward] * G
+    assert "does not match" in caplog.text
+
+
+def test_completion_text_reads_strings_and_message_lists():
+    assert completion_text("HOLD") == "HOLD"
+    assert completion_text([{"role": "assistant", "content": "SELL X 1"}]) == "SELL X 1"
+    assert completion_text(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("continuation", "ppo", "unknown continuation"),  # only documented continuations
+        ("invalid_reward", 0.0, "must be < 0"),  # 0 is a possible valid score: no format margin
+        ("num_generations", 0, "num_generations"),  # a group needs a completion
+    ],
+)
+def test_reward_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        RewardConfig(**{field: value})
+
+
+def test_stats_report_hold_and_invalid_shares(rows, reward):
+    symbol = rows[0]["symbols"][0]
+    logged: dict[str, float] = {}
+    texts = ["HOLD", "HOLD", f"BUY {symbol} 0.5", "nonsense"]
+    reward(
+        [None] * G,
+        texts,
+        state=[rows[0]["state"]] * G,
+        state_hash=[rows[0]["state_hash"]] * G,
+        log_metric=logged.__setitem__,
+    )
+    stats = reward.last_stats
+    assert (stats.hold, stats.invalid, stats.failed, stats.zero_std_groups) == (0.5, 0.25, 0.0, 0.0)
+    assert logged == {
+        "env/invalid_share": 0.25,
+        "env/hold_share": 0.5,
+        "env/failed_share": 0.0,
+        "env/zero_std_groups_share": 0.0,
+    }

@@ -1,0 +1,366 @@
+"""``train-grpo``: GRPO on the environment's composite score, with TRL's GRPOTrainer and a LoRA adapter.
+
+train-grpo --adapter runs/sft-easy/adapter --task easy --max-steps 120 --output-dir runs/grpo-easy
+train-grpo ... --resume                              # continue a stopped run (the step count continues)
+train-grpo --model deepseek-7b --profile t4 --load-in-4bit --max-steps 300 --output-dir runs/grpo-7b
+
+Prompts: states of train-split episodes (``training.grpo_prompts``). Reward: the completion's action applied
+at its state, the episode finished by a fixed continuation, scored by the env's grader (``training.rewards``).
+The policy is a LoRA adapter: a new one on the base model, or the SFT adapter given by ``--adapter``, trained
+further (TRL keeps a frozen copy of it as the KL reference).
+
+Output directory: ``checkpoint-N`` every ``--save-steps`` (adapter, optimizer, scheduler, RNG: what
+``--resume`` needs); ``best/``: the adapter with the best mean score on val episodes (evaluated every
+``--eval-every`` steps and at the end; chosen by the environment score, never by loss) with ``meta.json``;
+``final/``: the last adapter; ``reward_curve.png``, ``val_history.json``, ``meta.json``. Evaluate an adapter
+with ``evaluate --agent llm:<base>@<output-dir>/best --task easy --split val --think``. Metrics go to MLflow,
+experiment ``nifty-rl-grpo``. Design and trade-offs: ``docs/grpo.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from market_env.tasks import TASK_NAMES
+from market_env.versions import ENV_VERSIONS
+from training.profiles import PROFILES, TrainingProfile, get_profile
+from training.rewards import CONTINUATIONS
+
+GRPO_EXPERIMENT = "nifty-rl-grpo"
+BEST_DIR, FINAL_DIR = "best", "final"
+VAL_HISTORY = "val_history.json"
+logger = logging.getLogger(__name__)
+
+
+class GRPOConfigError(ValueError):
+    """A run that cannot start as asked (GPU option without a GPU, output dir in the way, ...)."""
+
+
+@dataclass(frozen=True)
+class GRPOSizes:
+    """GRPO-specific sizes per hardware profile (batch, LoRA and precision come from ``training.profiles``).
+
+    Attributes:
+        num_generations: completions per prompt (the group); more gives a better baseline, costs linearly.
+        prompts_per_step: prompts (groups) per optimizer step.
+        max_completion_length: generation budget per completion (a ``<think>`` line plus the actions).
+        learning_rate: of the LoRA weights (constant after a short warm-up).
+        eval_episodes: val episodes per evaluation (0: no evaluation and no ``best/``, for smoke runs).
+    """
+
+    num_generations: int
+    prompts_per_step: int
+    max_completion_length: int
+    learning_rate: float
+    eval_episodes: int
+
+
+GRPO_SIZES = {
+    "cpu": GRPOSizes(num_generations=4, prompts_per_step=2, max_completion_length=128, learning_rate=5e-5,
+                     eval_episodes=16),
+    "t4": GRPOSizes(num_generations=8, prompts_per_step=2, max_completion_length=384, learning_rate=1e-5,
+                    eval_episodes=50),
+    "a100": GRPOSizes(num_generations=8, prompts_per_step=8, max_completion_length=512, learning_rate=1e-5,
+                      eval_episodes=50),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GRPORunConfig:
+    """One ``train-grpo`` run (the CLI flags; ``None`` means: the profile's value). See ``make_parser``."""
+
+    model: str = "smollm2-135m"
+    adapter: str | None = None
+    task: str = "easy"
+    max_steps: int = 100
+    output_dir: str = "runs/grpo"
+    num_generations: int | None = None
+    profile: str = "auto"
+    env_version: str | None = None
+    resume: bool = False
+    save_steps: int = 25
+    eval_every: int = 25
+    eval_episodes: int | None = None
+    eval_seed: int = 1000
+    seed: int = 0
+    use_vllm: bool = False
+    load_in_4bit: bool = False
+    prompt_episodes: int = 64
+    prompt_stride: int = 1
+    experts: tuple[str, ...] = ("rsi", "random")
+    continuation: str = "hold"
+    think: bool = True
+    beta: float = 0.04
+    temperature: float = 1.0
+    learning_rate: float | None = None
+    max_completion_length: int | None = None
+    prompts_per_step: int | None = None
+    invalid_reward: float = -0.1
+
+    def sizes(self, profile: TrainingProfile) -> GRPOSizes:
+        base = GRPO_SIZES[profile.name]
+        overrides = {
+            "num_generations": self.num_generations,
+            "prompts_per_step": self.prompts_per_step,
+            "max_completion_length": self.max_completion_length,
+            "learning_rate": self.learning_rate,
+            "eval_episodes": self.eval_episodes,
+        }
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ----------------------------------------------------------------------------------------------------- model
+def load_policy(config: GRPORunConfig, profile: TrainingProfile) -> tuple[Any, Any, Any]:
+    """(loaded model, trainable model, peft_config for the trainer): the SFT adapter or a new LoRA."""
+    from llm_agent.models import detect_hardware, load_model, parse_model_spec
+    from training.sft import trainable_model
+
+    on_gpu = detect_hardware().device == "cuda"
+    if not on_gpu and (profile.dtype != "float32" or config.use_vllm):
+        raise GRPOConfigError(
+            f"profile {profile.name!r}{' with --use-vllm' if config.use_vllm else ''} needs a CUDA GPU and "
+            "none is visible; use --profile cpu (or auto) without --use-vllm"
+        )
+    if config.use_vllm:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
+        _require_vllm()
+    spec = parse_model_spec(config.model)
+    if config.adapter:
+        spec = replace(spec, adapter_path=config.adapter)
+    loaded = load_model(spec, for_training=True, load_in_4bit=profile.load_in_4bit, dtype=profile.dtype)
+    model, peft_config = trainable_model(loaded, profile, config.seed)
+    return loaded, model, peft_config
+
+
+def _require_vllm() -> None:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
+    import importlib.util
+
+    from llm_agent.models import GPU_EXTRA_HINT, MissingDependencyError
+
+    if importlib.util.find_spec("vllm") is None:
+        raise MissingDependencyError(f"--use-vllm needs the package 'vllm'; install it with {GPU_EXTRA_HINT}")
+
+
+def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSizes, on_gpu: bool) -> Any:
+    """TRL's GRPOConfig: one group per prompt, logging every step, checkpoints for ``--resume``."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=config.output_dir,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        per_device_train_batch_size=sizes.prompts_per_step * sizes.num_generations,
+        gradient_accumulation_steps=1,
+        num_generations=sizes.num_generations,
+        max_completion_length=sizes.max_completion_length,
+        temperature=config.temperature,
+        learning_rate=sizes.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=min(5, max(config.max_steps // 20, 0)),
+        beta=config.beta,
+        bf16=profile.dtype == "bfloat16",
+        fp16=profile.dtype == "float16",  # T4: no bf16
+        activation_checkpointing=profile.gradient_checkpointing,  # TRL would default it on, also on CPU
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        use_vllm=config.use_vllm,
+        vllm_mode="colocate",
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=["mlflow"],
+        run_name=Path(config.output_dir).name,
+        dataloader_pin_memory=on_gpu,
+    )
+
+
+def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    """The checkpoint ``--resume`` continues; a fresh run refuses to overwrite one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume and last is None:
+        raise GRPOConfigError(f"--resume: no checkpoint-* in {output_dir}; start the run without --resume")
+    if not resume and last is not None:
+        raise GRPOConfigError(
+            f"{output_dir} already holds {Path(last).name}; pass --resume to continue it or choose another "
+            "--output-dir"
+        )
+    return last
+
+
+def save_adapter(policy: Any, directory: Path, /, **meta: Any) -> Path:
+    """Save the trained adapter only (not TRL's frozen ``ref`` copy) with a ``meta.json`` beside it."""
+    from eval.tracking import write_meta
+
+    directory.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(str(directory), selected_adapters=["default"])
+    write_meta(directory, **meta)
+    return directory
+
+
+# ------------------------------------------------------------------------------------------------------ run
+@dataclass(frozen=True)
+class GRPOResult:
+    """What a finished run produced."""
+
+    output_dir: Path
+    base_path: str
+    global_step: int
+    best: dict[str, Any] | None
+    val_history: list[dict[str, Any]]
+    reward_curve: Path
+    seconds: float
+
+
+def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
+    """Run GRPO as ``config`` says; ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
+    import mlflow
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    from eval.tracking import start_run, write_meta
+    from training.grpo_monitor import CollapseMonitor, ValSelector, plot_reward_curve
+    from training.grpo_prompts import PromptSetConfig, build_prompt_dataset
+    from training.rewards import EnvScoreReward, RewardConfig
+
+    profile = get_profile(config.profile).with_overrides(load_in_4bit=config.load_in_4bit or None)
+    sizes, output_dir = config.sizes(profile), Path(config.output_dir)
+    checkpoint = resume_checkpoint(output_dir, config.resume)
+    prompts = PromptSetConfig(config.task, config.prompt_episodes, config.seed, config.experts,
+                              config.prompt_stride, config.think, config.env_version)  # fmt: skip
+    dataset = build_prompt_dataset(prompts)
+    reward = EnvScoreReward(RewardConfig(config.task, config.env_version, config.continuation,
+                                         config.invalid_reward, sizes.num_generations))  # fmt: skip
+    set_seed(config.seed)  # before a new LoRA's weights are drawn
+    loaded, model, peft_config = load_policy(config, profile)
+    params = {
+        "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
+        "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
+        "resumed_from": checkpoint or "", **{f"grpo_{k}": v for k, v in asdict(sizes).items()},
+        **profile.as_params(),
+    }  # fmt: skip
+    write_meta(output_dir, run_config=asdict(config), **params)
+    selector = ValSelector(loaded, config, sizes, output_dir, params)
+    started = time.perf_counter()
+    with start_run(GRPO_EXPERIMENT, f"grpo {config.model} {output_dir.name}"):
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=grpo_config(config, profile, sizes, loaded.device.startswith("cuda")),
+            train_dataset=dataset,
+            processing_class=loaded.tokenizer,
+            peft_config=peft_config,
+            callbacks=[CollapseMonitor(), selector, *callbacks],
+        )
+        trainer.train(resume_from_checkpoint=checkpoint)
+        selector.final(trainer.model, trainer.state.global_step)
+        save_adapter(trainer.model, output_dir / FINAL_DIR, step=trainer.state.global_step, **params)
+        curve = plot_reward_curve(
+            trainer.state.log_history, selector.history, output_dir / "reward_curve.png"
+        )
+        mlflow.log_artifact(str(curve))
+        seconds = time.perf_counter() - started
+        mlflow.log_metric("train_seconds", round(seconds, 1))
+    return GRPOResult(output_dir, loaded.path, trainer.state.global_step, selector.best, selector.history,
+                      curve, seconds)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train-grpo",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Profiles: " + ", ".join(f"{name} {asdict(sizes)}" for name, sizes in GRPO_SIZES.items()),
+    )
+    add = parser.add_argument
+    add("--model", default="smollm2-135m", help="base model name (alias or llm:<hf-id-or-path>)")
+    add("--adapter", help="LoRA adapter to continue training (e.g. the SFT adapter); default: a new LoRA")
+    add("--task", default="easy", choices=TASK_NAMES)
+    add(
+        "--max-steps",
+        type=int,
+        default=100,
+        help="optimizer steps in total, those before a --resume included",
+    )
+    add("--output-dir", default="runs/grpo", help="checkpoints, best/, final/, reward curve, meta.json")
+    add("--num-generations", type=int, help="completions per prompt (profile default: cpu 4, GPU 8)")
+    add("--profile", default="auto", choices=["auto", *PROFILES], help="hardware profile (training.profiles)")
+    add(
+        "--env-version",
+        choices=sorted(ENV_VERSIONS),
+        help="env version of states and reward (default: newest)",
+    )
+    add("--resume", action="store_true", help="continue from the newest checkpoint-* in --output-dir")
+    add("--save-steps", type=int, default=25, help="checkpoint every N steps")
+    add(
+        "--eval-every",
+        type=int,
+        default=25,
+        help="evaluate on val episodes every N steps (0: only at the end)",
+    )
+    add(
+        "--eval-episodes",
+        type=int,
+        help="val episodes per evaluation (profile default: cpu 16, GPU 50; 0: none, no best/)",
+    )
+    add("--eval-seed", type=int, default=1000, help="val episode i is the one seeded eval-seed + i")
+    add("--seed", type=int, default=0, help="seeds the prompt set, LoRA init, data order and sampling")
+    add("--use-vllm", action="store_true", help="generate with vLLM (CUDA; off by default, also on T4)")
+    add("--load-in-4bit", action="store_true", help="QLoRA: 4-bit base weights (CUDA + bitsandbytes)")
+    more = parser.add_argument_group("prompts and reward")
+    more.add_argument(
+        "--prompt-episodes", type=int, default=64, help="train episodes the prompt states come from"
+    )
+    more.add_argument("--prompt-stride", type=int, default=1, help="keep every N-th decision of an episode")
+    more.add_argument(
+        "--experts", nargs="+", default=["rsi", "random"], help="policies that reach the states"
+    )
+    more.add_argument("--continuation", default="hold", choices=CONTINUATIONS, help="plays out the episode")
+    more.add_argument("--no-think", dest="think", action="store_false", help="prompts ask for actions only")
+    more.add_argument(
+        "--invalid-reward", type=float, default=-0.1, help="reward of an invalid completion (< 0)"
+    )
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--beta", type=float, default=0.04, help="KL coefficient towards the starting policy")
+    opt.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the completions")
+    opt.add_argument("--learning-rate", type=float, help="profile default: cpu 5e-5, GPU 1e-5")
+    opt.add_argument("--max-completion-length", type=int, help="profile default: cpu 128, t4 384, a100 512")
+    opt.add_argument("--prompts-per-step", type=int, help="groups per optimizer step (profile default)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GRPORunConfig:
+    fields = {k: v for k, v in vars(args).items() if k in GRPORunConfig.__dataclass_fields__}
+    return GRPORunConfig(**fields | {"experts": tuple(args.experts)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from llm_agent.models import ModelError
+
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = train(config_from_args(args))
+    except (GRPOConfigError, ModelError, ValueError, OSError) as err:
+        print(f"train-grpo: error: {err}", file=sys.stderr)
+        return 2
+    best = result.best or {}
+    summary = {"global_step": result.global_step, "best": best, "reward_curve": str(result.reward_curve),
+               "seconds": round(result.seconds, 1)}  # fmt: skip
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Hardware profiles: batch size, sequence length, precision and LoRA size that fit a machine.
+
+A profile is a frozen dataclass, so SFT and GRPO read the same numbers and a run's record names exactly what
+it trained with. ``--profile auto`` picks one from :func:`llm_agent.models.detect_hardware`: ``cpu`` without a
+CUDA GPU, ``a100`` on GPUs with bfloat16 (Ampere and newer), ``t4`` on older GPUs (float16 only).
+
+=======  =====  ======  ========  ============  =========  ====  =========  ================
+profile  batch  accum.  max len   lr            LoRA r/α   dtype grad ckpt  typical machine
+=======  =====  ======  ========  ============  =========  ====  =========  ================
+cpu      4      2       1024      5e-4          16 / 32    fp32  off        2-core laptop/CI
+t4       4      4       2560      2e-4          64 / 128   fp16  on         Kaggle/Colab T4
+a100     16     1       4096      2e-4          64 / 128   bf16  on         A100/H100
+=======  =====  ======  ========  ============  =========  ====  =========  ================
+
+Why these numbers: the hard task's prompt is about 1,700-2,000 SmolLM2 tokens, so the cpu profile's 1024
+tokens fit the easy (~450) and medium (~900) examples only; t4 fits every task. The tiny CPU adapter learns
+faster with a larger learning rate; r=64 is the usual GPU default (and what GRPO continues from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_agent.models import Hardware
+
+# The attention and MLP projections of Llama/Qwen/Mistral-style blocks (SmolLM2 is a Llama).
+LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """Training settings sized for one kind of machine.
+
+    Attributes:
+        name: ``cpu``, ``t4`` or ``a100``.
+        batch_size: sequences per device per forward pass.
+        gradient_accumulation_steps: forward passes per optimizer step (effective batch = product of both).
+        max_length: longest tokenised example (prompt + completion); longer ones are dropped, not truncated,
+            because a cut completion would teach answers that never end.
+        learning_rate: peak learning rate of the LoRA parameters (cosine decay after a short warm-up).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
+        lora_dropout: dropout on the LoRA input.
+        dtype: compute precision, ``float32``, ``float16`` (T4: no bf16) or ``bfloat16``.
+        gradient_checkpointing: recompute activations in the backward pass to save memory (slower).
+        load_in_4bit: QLoRA: quantise the frozen base to 4-bit NF4 with bitsandbytes (GPU only).
+        warmup_ratio: share of the steps spent warming the learning rate up.
+        target_modules: the linear layers that get LoRA adapters.
+    """
+
+    name: str
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    learning_rate: float
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float = 0.05
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
+    load_in_4bit: bool = False
+    warmup_ratio: float = 0.05
+    target_modules: tuple[str, ...] = field(default=LORA_TARGET_MODULES)
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation_steps
+
+    def with_overrides(self, **overrides: Any) -> TrainingProfile:
+        """A copy with these fields replaced; ``None`` values (options the user did not set) are ignored."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat ``profile_*`` params for MLflow and meta.json."""
+        return {f"profile_{k}": ",".join(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+
+
+PROFILES: dict[str, TrainingProfile] = {
+    profile.name: profile
+    for profile in (
+        TrainingProfile("cpu", 4, 2, 1024, 5e-4, lora_r=16, lora_alpha=32),
+        TrainingProfile(
+            "t4", 4, 4, 2560, 2e-4, lora_r=64, lora_alpha=128, dtype="float16", gradient_checkpointing=True
+        ),
+        TrainingProfile(
+            "a100",
+            16,
+            1,
+            4096,
+            2e-4,
+            lora_r=64,
+            lora_alpha=128,
+            dtype="bfloat16",
+            gradient_checkpointing=True,
+        ),
+    )
+}
+
+
+def profile_for(hardware: Hardware) -> TrainingProfile:
+    """The profile that fits the machine ``detect_hardware()`` describes."""
+    if hardware.device == "cpu":
+        return PROFILES["cpu"]
+    return PROFILES["a100"] if hardware.bf16_supported else PROFILES["t4"]
+
+
+def get_profile(name: str, hardware: Hardware | None = None) -> TrainingProfile:
+    """Resolve ``auto`` (needs ``hardware``, else detects it) or a profile name.
+
+    Raises:
+        ValueError: an unknown name; the message lists the valid ones.
+    """
+    if name == "auto":
+        if hardware is None:
+            from llm_agent.models import detect_hardware
+
+            hardware = detect_hardware()
+        return profile_for(hardware)
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: auto, {', '.join(PROFILES)}")
+    return PROFILES[name]
