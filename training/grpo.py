@@ -166,7 +166,8 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=min(5, max(config.max_steps // 20, 0)),
         beta=config.beta,
-        bf16=profile.dtype == "bfloat16",
+        bf16=profile.bf16_autocast(on_gpu),
+        use_cpu=not on_gpu,  # transformers accepts bf16 without a GPU only when told it runs on the CPU
         fp16=profile.dtype == "float16",  # T4: no bf16
         activation_checkpointing=profile.gradient_checkpointing,  # TRL would default it on, also on CPU
         activation_checkpointing_kwargs={"use_reentrant": False},

@@ -7,10 +7,12 @@ CUDA GPU, ``a100`` on GPUs with bfloat16 (Ampere and newer), ``t4`` on older GPU
 =======  =====  ======  ========  ============  =========  ====  =========  ================
 profile  batch  accum.  max len   lr            LoRA r/α   dtype grad ckpt  typical machine
 =======  =====  ======  ========  ============  =========  ====  =========  ================
-cpu      4      2       1024      5e-4          16 / 32    fp32  off        2-core laptop/CI
+cpu      4      2       1024      5e-4          16 / 32    fp32* off        2-core laptop/CI
 t4       4      4       2560      2e-4          64 / 128   fp16  on         Kaggle/Colab T4
 a100     16     1       4096      2e-4          64 / 128   bf16  on         A100/H100
 =======  =====  ======  ========  ============  =========  ====  =========  ================
+
+* float32 weights; compute in bf16 autocast where the CPU has AMX or AVX512-BF16 (about 2x faster).
 
 Why these numbers: the hard task's prompt is about 1,700-2,000 SmolLM2 tokens, so the cpu profile's 1024
 tokens fit the easy (~450) and medium (~900) examples only; t4 fits every task. The tiny CPU adapter learns
@@ -48,6 +50,9 @@ class TrainingProfile:
         load_in_4bit: QLoRA: quantise the frozen base to 4-bit NF4 with bitsandbytes (GPU only).
         warmup_ratio: share of the steps spent warming the learning rate up.
         target_modules: the linear layers that get LoRA adapters.
+        cpu_bf16_autocast: on a CPU with native bf16 matrix instructions (AMX or AVX512-BF16), compute in
+            bf16 autocast over the float32 weights: about 2x faster for SmolLM2-135M LoRA on 2 cores (a
+            forward and backward pass of 4 x 470 tokens: 8.4-9.9 s in fp32, 4.8-6.0 s in bf16).
     """
 
     name: str
@@ -63,10 +68,17 @@ class TrainingProfile:
     load_in_4bit: bool = False
     warmup_ratio: float = 0.05
     target_modules: tuple[str, ...] = field(default=LORA_TARGET_MODULES)
+    cpu_bf16_autocast: bool = False
 
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.gradient_accumulation_steps
+
+    def bf16_autocast(self, on_gpu: bool) -> bool:
+        """Whether the trainer should compute in bf16 (the ``bf16`` flag of the TRL configs)."""
+        if self.dtype == "bfloat16":
+            return True
+        return not on_gpu and self.cpu_bf16_autocast and cpu_has_fast_bf16()
 
     def with_overrides(self, **overrides: Any) -> TrainingProfile:
         """A copy with these fields replaced; ``None`` values (options the user did not set) are ignored."""
@@ -80,7 +92,10 @@ class TrainingProfile:
 PROFILES: dict[str, TrainingProfile] = {
     profile.name: profile
     for profile in (
-        TrainingProfile("cpu", 4, 2, 1024, 5e-4, lora_r=16, lora_alpha=32),
+        # no LoRA dropout on the CPU: drawing its masks took 30% of a SmolLM2 step there (cProfile)
+        TrainingProfile(
+            "cpu", 4, 2, 1024, 5e-4, lora_r=16, lora_alpha=32, lora_dropout=0.0, cpu_bf16_autocast=True
+        ),
         TrainingProfile(
             "t4", 4, 4, 2560, 2e-4, lora_r=64, lora_alpha=128, dtype="float16", gradient_checkpointing=True
         ),
@@ -97,6 +112,14 @@ PROFILES: dict[str, TrainingProfile] = {
         ),
     )
 }
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (Intel AMX or AVX512-BF16); elsewhere bf16 is emulated
+    and slower than float32."""
+    import torch
+
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def profile_for(hardware: Hardware) -> TrainingProfile:

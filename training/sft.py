@@ -275,7 +275,8 @@ def sft_config(config: SFTRunConfig, profile: TrainingProfile, on_gpu: bool, has
         max_length=profile.max_length,
         completion_only_loss=True,
         packing=False,
-        bf16=profile.dtype == "bfloat16",
+        bf16=profile.bf16_autocast(on_gpu),
+        use_cpu=not on_gpu,  # transformers accepts bf16 without a GPU only when told it runs on the CPU
         fp16=profile.dtype == "float16",  # TRL defaults bf16 on: say it
         activation_checkpointing=profile.gradient_checkpointing,  # TRL's default is on: say it
         activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen embeddings (LoRA)
@@ -310,9 +311,10 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
 # ----------------------------------------------------------------------------------------------------- train
 def evaluate_command(loaded: Any, adapter_dir: Path, task: str | None, max_new_tokens: int) -> str:
     """The ``evaluate`` line that compares the base model (zero-shot) with the trained adapter."""
+    base = loaded.spec.alias or loaded.path  # an alias stays valid on machines whose cache lives elsewhere
     base_agent = loaded.spec.alias or f"llm:{loaded.path}"
     return (
-        f"evaluate --agent {base_agent} llm:{loaded.path}@{adapter_dir} --task {task or 'easy'} "
+        f"evaluate --agent {base_agent} llm:{base}@{adapter_dir} --task {task or 'easy'} "
         f"--split val --episodes 50 --think --max-new-tokens {max_new_tokens}"
     )
 

@@ -78,6 +78,15 @@ def test_llm_specs_parse_into_base_and_adapter(name: str, base: str, adapter: st
     assert parse_model_spec(spec.name) == spec  # the canonical name round-trips
 
 
+@pytest.mark.parametrize("alias", ["smollm2-135m", "deepseek-7b"])
+def test_an_alias_as_the_base_loads_its_weights_with_the_adapter(alias: str) -> None:
+    spec = parse_model_spec(f"llm:{alias}@runs/sft/adapter")
+    assert spec == ModelSpec(MODELS[alias].model_id, "runs/sft/adapter", alias)
+    assert spec.reasoning is MODELS[alias].reasoning  # the alias's traits carry over to its fine-tunes
+    assert spec.name == f"llm:{alias}@runs/sft/adapter"
+    assert parse_model_spec(spec.name) == spec
+
+
 @pytest.mark.parametrize(
     "name",
     [

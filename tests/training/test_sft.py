@@ -26,7 +26,7 @@ from llm_agent.generation import GenerationConfig, generate
 from llm_agent.models import Hardware, load_model, parse_model_spec
 from llm_agent.prompts import build_messages
 from training import sft
-from training.profiles import PROFILES, get_profile, profile_for
+from training.profiles import PROFILES, cpu_has_fast_bf16, get_profile, profile_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -170,8 +170,8 @@ def test_saved_adapter_loads_as_an_llm_agent_model_and_generates(tiny_run):
     result, recorder, _ = tiny_run
     assert (result.adapter_dir / "adapter_config.json").is_file()
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
-    name = f"llm:{result.base_path}@{result.adapter_dir}"
-    assert name in result.evaluate_command and "--agent smollm2-135m" in result.evaluate_command
+    name = f"llm:smollm2-135m@{result.adapter_dir}"  # the alias as the base: portable across machines
+    assert f"--agent smollm2-135m {name} " in result.evaluate_command
     assert parse_model_spec(name).adapter_path == str(result.adapter_dir)
     loaded = load_model(name)
     weights = dict(loaded.model.named_parameters())
@@ -306,3 +306,14 @@ def test_profiles_follow_the_hardware():
     assert PROFILES["cpu"].effective_batch_size == 8
     with pytest.raises(ValueError, match="valid profiles: auto, cpu, t4, a100"):
         get_profile("tpu")
+
+
+def test_bf16_autocast_only_where_it_is_fast():
+    # GPU profiles: bf16 exactly when the profile computes in bf16 (a T4 has none)
+    assert PROFILES["a100"].bf16_autocast(on_gpu=True) and not PROFILES["t4"].bf16_autocast(on_gpu=True)
+    # the cpu profile: autocast on a CPU with native bf16 matrix units, float32 elsewhere and on a GPU
+    assert PROFILES["cpu"].bf16_autocast(on_gpu=False) is cpu_has_fast_bf16()
+    assert not PROFILES["cpu"].bf16_autocast(on_gpu=True)
+    assert not PROFILES["cpu"].with_overrides(cpu_bf16_autocast=False).bf16_autocast(on_gpu=False)
+    config = sft.sft_config(sft.SFTRunConfig(max_steps=1), PROFILES["cpu"], on_gpu=False, has_eval=False)
+    assert config.bf16 is cpu_has_fast_bf16() and config.use_cpu and not config.fp16
