@@ -125,7 +125,7 @@ class LLMAgent:
         self.config = config
         self.name = agent_name(self.spec, self.think, config.constrained, config.temperature)
         self.loaded = _load(self.spec, config.backend, config.load_in_4bit)
-        self.task: TaskSpec | None = None
+        self.task: TaskSpec | None = None  # resolved on the first day of each run (see reset)
         self.transcripts: list[dict[str, Any]] = []
         self.last_completions: list[Completion] = []
         self.reset(0, 0)
@@ -144,6 +144,7 @@ class LLMAgent:
 
     def reset(self, n_envs: int, seed: int) -> None:
         self.n_envs, self.seed, self.day = n_envs, seed, 0
+        self.task = None  # a reused agent may play another task next: infer its rules again
         self.transcripts = []
         self._sampled: set[tuple[int, int]] | None = None  # (episode, day) pairs to transcribe
 
