@@ -205,6 +205,10 @@ def compare(args: argparse.Namespace, console: Console) -> int:
         runs = runs[runs["params.task"].isin(args.task)]
     if args.agent:
         runs = runs[runs["params.agent"].isin(args.agent)]
+    runs = runs[runs["params.split"] == args.split]  # a val score next to a test score would mislead
+    if runs.empty:
+        console.print(f"no evaluation runs on the {args.split} split: choose another with --split")
+        return 1
     shas = sorted(runs["params.data_sha256"].dropna().unique())
     if len(shas) > 1:
         listed = ", ".join(sha[:12] for sha in shas)
@@ -215,7 +219,8 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     latest = runs.sort_values("start_time").groupby(keys, as_index=False).last()
     versions = sorted(latest["params.env_version"].unique())
     tasks = [t for t in TASK_NAMES if t in set(latest["params.task"])]
-    table = Table(title=f"score, mean [95% CI], latest run per cell; data {shas[0][:12] if shas else '?'}")
+    title = f"{args.split} split: score, mean [95% CI], latest run per cell; data {shas[0][:12] if shas else '?'}"
+    table = Table(title=title)
     table.add_column("agent")
     for task in tasks:
         for version in versions:

@@ -87,13 +87,30 @@ _LOADED: dict[tuple[str, str, bool], LoadedModel] = {}
 
 
 def _load(spec: ModelSpec, backend: str, load_in_4bit: bool) -> LoadedModel:
-    """Load once per process: ``evaluate`` makes a new agent for every task."""
+    """The model, reused while the same one is asked for (``evaluate`` makes a new agent for every task).
+
+    Only the latest model stays loaded: ``evaluate --agent deepseek-7b llm:deepseek-7b@sft ...`` must not
+    hold two 7B models at once on a 16 GB T4.
+    """
     if backend == "auto":
         backend = _generation_backend()
     key = (spec.name, backend, load_in_4bit)
     if key not in _LOADED:
+        _release_models()
         _LOADED[key] = load_model(spec, backend=backend, load_in_4bit=load_in_4bit)
     return _LOADED[key]
+
+
+def _release_models() -> None:
+    """Drop the loaded models and give their GPU memory back."""
+    import gc
+
+    import torch
+
+    _LOADED.clear()
+    gc.collect()
+    if torch.cuda.is_available():  # pragma: no cover - needs a CUDA GPU, which CI does not have
+        torch.cuda.empty_cache()
 
 
 def _generation_backend() -> str:

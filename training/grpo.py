@@ -157,8 +157,10 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
         max_steps=config.max_steps,
         seed=config.seed,
         data_seed=config.seed,
-        per_device_train_batch_size=sizes.prompts_per_step * sizes.num_generations,
-        gradient_accumulation_steps=1,
+        # one group per forward/backward pass, the groups of a step accumulated: the same optimizer step as
+        # one big batch, in the memory of one group (a T4 cannot fit 2 x 8 sequences of a 7B model at once)
+        per_device_train_batch_size=sizes.num_generations,
+        gradient_accumulation_steps=sizes.prompts_per_step,
         num_generations=sizes.num_generations,
         max_completion_length=sizes.max_completion_length,
         temperature=config.temperature,

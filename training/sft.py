@@ -12,7 +12,8 @@ completion-only loss then trains on the assistant tokens alone. Examples longer 
 
 Output: ``checkpoint-N`` every ``--save-steps`` (LoRA weights, optimizer, scheduler, RNG: what ``--resume``
 needs), and ``adapter/`` with the final PEFT adapter, the tokenizer and ``meta.json``, loadable as
-``llm:<base-model-path>@<output-dir>/adapter``. Metrics and params go to MLflow, experiment ``nifty-rl-sft``.
+``llm:<base-model>@<output-dir>/adapter``; ``loss_curve.png``. Metrics and params go to MLflow, experiment
+``nifty-rl-sft``.
 """
 
 from __future__ import annotations
@@ -386,6 +387,7 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
             seconds,
             evaluate_command(loaded, adapter_dir, config.task, completion_budget(train_set)),
         )
+        mlflow.log_artifact(str(plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png")))
         summary = {
             "global_step": result.global_step,
             "final_train_loss": losses[-1][1] if losses else None,
@@ -402,6 +404,29 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
             evaluate_command=result.evaluate_command,
         )
     return result
+
+
+def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path:
+    """Training loss per logged step and the val loss at each evaluation (Trainer's ``log_history``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    for key, style, label in (("loss", "-", "train loss"), ("eval_loss", "o--", "val loss")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axis.plot(*zip(*points), style, label=label)
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("loss on the assistant tokens")
+    axis.set_title("SFT: completion-only loss", fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def _eval_set(data_dir: Path, config: SFTRunConfig, tokenizer: Any, max_length: int) -> Any:

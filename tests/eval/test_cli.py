@@ -73,6 +73,21 @@ def test_compare_refuses_runs_on_different_data(tmp_path, capsys):
     assert "refusing to compare runs on different data sets" in capsys.readouterr().out
 
 
+def test_compare_shows_one_split_at_a_time(tmp_path, capsys):
+    common = ["--task", "easy", "--episodes", "2", "--out-dir", str(tmp_path), "--quiet", "--no-plots"]
+    assert cli.main(["--agent", "hold", "--split", "val", *common]) == 0
+    assert cli.main(["--agent", "rsi", "--split", "test", *common]) == 0
+    capsys.readouterr()
+    assert cli.main(["--compare"]) == 0  # the default split: test
+    out = capsys.readouterr().out
+    assert "test split" in out and "rsi" in out and "hold" not in out
+    assert cli.main(["--compare", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "val split" in out and "hold" in out and "rsi" not in out
+    assert cli.main(["--compare", "--split", "train"]) == 1
+    assert "no evaluation runs on the train split" in capsys.readouterr().out
+
+
 def test_compare_without_runs_says_what_to_do(capsys):
     assert cli.main(["--compare"]) == 1
     assert "evaluate --agent" in capsys.readouterr().out

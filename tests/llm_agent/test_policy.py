@@ -289,3 +289,12 @@ def test_evaluate_smollm2_offline_prints_invalid_rates_writes_json_and_logs_tran
     assert run.data.metrics["invalid_rate"] == pytest.approx(invalid_rate)
     logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/transcripts.json")
     assert logged["transcripts"] == transcripts
+
+
+def test_only_the_latest_model_stays_loaded(loaded, smollm2_cache):
+    from llm_agent import policy
+
+    other = LLMAgent(LLMAgentConfig(model=f"llm:{smollm2_cache}"))  # the same weights under another name
+    assert other.loaded is not loaded
+    assert list(policy._LOADED.values()) == [other.loaded]  # a T4 cannot hold two 7B models
+    assert LLMAgent(LLMAgentConfig(model=f"llm:{smollm2_cache}")).loaded is other.loaded  # reused

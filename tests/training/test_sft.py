@@ -163,6 +163,7 @@ def test_run_is_logged_to_mlflow_and_meta_json(tiny_run, sft_data):
     assert run["metrics.global_step"] == 3 and math.isfinite(run["metrics.loss"])  # TRL's per-step loss too
     meta = json.loads((result.adapter_dir / "meta.json").read_text())
     assert meta["global_step"] == 3 and meta["git_commit"] and meta["run_config"]["task"] == "easy"
+    assert (result.adapter_dir.parent / "loss_curve.png").stat().st_size > 0
 
 
 @pytest.mark.slow
