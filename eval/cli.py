@@ -219,8 +219,8 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     latest = runs.sort_values("start_time").groupby(keys, as_index=False).last()
     versions = sorted(latest["params.env_version"].unique())
     tasks = [t for t in TASK_NAMES if t in set(latest["params.task"])]
-    title = f"{args.split} split: score, mean [95% CI], latest run per cell; data {shas[0][:12] if shas else '?'}"
-    table = Table(title=title)
+    data = shas[0][:12] if shas else "?"
+    table = Table(title=f"{args.split} split: score, mean [95% CI], latest run per cell; data {data}")
     table.add_column("agent")
     for task in tasks:
         for version in versions:
