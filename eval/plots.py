@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def equity_curves(results: Sequence, path: Path, n_episodes: int = 4) -> Path:
         episode = results[0].episodes[j]
         for result in results:
             nav = np.asarray(result.episodes[j]["nav"])
-            axis.plot(nav / nav[0], label=result.agent, linewidth=1.4)
+            axis.plot(nav / nav[0], label=_wrap(result.agent, 40), linewidth=1.4)
         axis.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
         axis.set_title(f"{episode['start_date']} ({len(episode['symbols'])} stocks)", fontsize=9)
         axis.set_xlabel("day")
@@ -45,12 +46,22 @@ def score_distribution(results: Sequence, path: Path) -> Path:
     rng = np.random.default_rng(0)
     for i, values in enumerate(scores, start=1):
         axis.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=8, alpha=0.5)
-    axis.set_xticks(
-        range(1, len(results) + 1), [f"{r.agent}\nenv {r.env_version}" for r in results], fontsize=8
-    )
+    labels = [f"{_wrap(r.agent)}\nenv {r.env_version}" for r in results]
+    axis.set_xticks(range(1, len(results) + 1), labels, fontsize=8)
     axis.set_ylabel("score (0..1)")
     axis.set_title(f"{results[0].config.task}: score per episode ({len(scores[0])} episodes)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _wrap(name: str, width: int = 16) -> str:
+    """Agent names such as ``llm:smollm2-135m@runs/sft-easy/adapter+think`` over several short lines, broken
+    after ``:``, ``@`` and ``/`` and before ``+``, so that neighbouring tick labels do not overlap."""
+    lines = [""]
+    for part in filter(None, re.findall(r"\+?[^:@/+]*[:@/]?", name)):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
