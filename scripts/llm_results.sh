@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the LLM rows of docs/results.md on CPU, from nothing: SFT data -> SFT of smollm2-135m on the
 # easy task -> GRPO from the SFT adapter -> zero-shot, SFT, GRPO, hold and rsi on the same 50 val episodes.
-# About 2 hours on an idle 2-core machine. Argument: the output folder (default runs/llm); it must not hold
+# About 3 hours on an idle 2-core machine. Argument: the output folder (default runs/llm); it must not hold
 # an earlier run (train-sft and train-grpo refuse to overwrite checkpoints; pass --resume to them instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
