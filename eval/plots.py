@@ -32,10 +32,7 @@ def equity_curves(results: Sequence, path: Path, n_episodes: int = 4) -> Path:
     axes[0][0].set_ylabel("NAV / start cash")
     axes[0][-1].legend(fontsize=8)
     figure.suptitle(f"{results[0].config.task}: equity curves, same episodes for every agent", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def score_distribution(results: Sequence, path: Path) -> Path:
@@ -50,7 +47,13 @@ def score_distribution(results: Sequence, path: Path) -> Path:
     axis.set_xticks(range(1, len(results) + 1), labels, fontsize=8)
     axis.set_ylabel("score (0..1)")
     axis.set_title(f"{results[0].config.task}: score per episode ({len(scores[0])} episodes)", fontsize=10)
+    return save_figure(figure, path)
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
+    """Lay the figure out, write it as a PNG (creating the folder) and free it; every plot ends here."""
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

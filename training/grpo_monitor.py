@@ -164,11 +164,9 @@ class ValSelector(TrainerCallback):
 
 def plot_reward_curve(log_history: list[dict], val_history: list[dict], path: Path) -> Path:
     """Mean training reward per step (with +- one std of the completions) and the val scores."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from eval.plots import plt, save_figure
 
     rows = [entry for entry in log_history if "reward" in entry]
     steps = np.array([entry["step"] for entry in rows])
@@ -191,8 +189,4 @@ def plot_reward_curve(log_history: list[dict], val_history: list[dict], path: Pa
     axis.set_ylabel("env score (invalid: reward floor)")
     axis.set_title("GRPO: reward per step and val score", fontsize=10)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -322,11 +322,9 @@ def baseline_scores(config: PPOConfig) -> dict[str, float]:
 
 def write_curve(curve: list[dict], baselines: dict[str, float], config: PPOConfig, out: Path) -> list[Path]:
     """learning_curve.csv and learning_curve.png (val score with its 95% CI vs timesteps)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from eval.plots import plt, save_figure
 
     pd.DataFrame(curve).to_csv(out / "learning_curve.csv", index=False)
     steps = np.array([p["timesteps"] for p in curve])
@@ -341,10 +339,7 @@ def write_curve(curve: list[dict], baselines: dict[str, float], config: PPOConfi
     axis.set_ylabel(f"val score ({config.eval_episodes} episodes)")
     axis.set_title(f"PPO {config.task}, env {config.env_version}: val score vs training", fontsize=10)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "learning_curve.png", dpi=110)
-    plt.close(figure)
-    return [out / "learning_curve.csv", out / "learning_curve.png"]
+    return [out / "learning_curve.csv", save_figure(figure, out / "learning_curve.png")]
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -408,10 +408,7 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
 
 def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path:
     """Training loss per logged step and the val loss at each evaluation (Trainer's ``log_history``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
+    from eval.plots import plt, save_figure
 
     figure, axis = plt.subplots(figsize=(6.4, 3.6))
     for key, style, label in (("loss", "-", "train loss"), ("eval_loss", "o--", "val loss")):
@@ -422,11 +419,7 @@ def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path:
     axis.set_ylabel("loss on the assistant tokens")
     axis.set_title("SFT: completion-only loss", fontsize=10)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def _eval_set(data_dir: Path, config: SFTRunConfig, tokenizer: Any, max_length: int) -> Any:
