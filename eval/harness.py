@@ -54,6 +54,9 @@ class EvalResult:
     episodes: list[dict[str, Any]]
     seconds: float
     transcripts: list[dict[str, Any]] = field(default_factory=list)
+    # how the agent decided beyond model and adapter (LLMs: backend, think, max_new_tokens, decoding, ...),
+    # logged with the run so two LLM runs are only compared when they generated alike
+    settings: dict[str, str] = field(default_factory=dict)
 
     def values(self, metric: str) -> np.ndarray:
         return np.array([row[metric] for row in self.episodes], dtype=np.float64)
@@ -65,7 +68,7 @@ class EvalResult:
             "split": self.config.split, "episodes": self.config.episodes, "seed": self.config.seed,
             "env_version": self.env_version, "task_version": self.task_version,
             "grader_version": self.grader_version, "data_sha256": self.data_sha256, "obs_mode": self.obs_mode,
-            "anonymize": self.config.anonymize,
+            "anonymize": self.config.anonymize, **self.settings,
         }  # fmt: skip
 
 
@@ -119,6 +122,7 @@ def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> E
         grader_version=env.market.version.grader, data_sha256=env.market.panel.sha256, obs_mode=obs_mode,
         episodes=rows, seconds=time.perf_counter() - start,
         transcripts=list(getattr(agent, "transcripts", [])),
+        settings={k: v for k, v in described.items() if k not in ("model", "adapter")},
     )  # fmt: skip
 
 
@@ -164,5 +168,5 @@ def rescore(result: EvalResult, env_version: str) -> EvalResult:
         agent=result.agent, model=result.model, adapter=result.adapter, config=config,
         env_version=version.version, task_version=version.task(config.task).version,
         grader_version=version.grader, data_sha256=result.data_sha256, obs_mode=result.obs_mode,
-        episodes=rows, seconds=result.seconds, transcripts=result.transcripts,
+        episodes=rows, seconds=result.seconds, transcripts=result.transcripts, settings=result.settings,
     )  # fmt: skip

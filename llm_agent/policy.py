@@ -157,6 +157,7 @@ class LLMAgent:
             "constrained": str(self.config.constrained),
             "max_new_tokens": str(self.max_new_tokens),
             "decoding": decoding,
+            "batch_size": str(self.config.batch_size),
         }
 
     def reset(self, n_envs: int, seed: int) -> None:

@@ -92,11 +92,12 @@ def test_flags_in_the_name_and_cli_options_make_the_same_agent(loaded: LoadedMod
         assert agent.describe() == {
             "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "adapter": "", "backend": "transformers",
             "think": "True", "constrained": "True", "max_new_tokens": "512", "decoding": "sample T=0.7",
+            "batch_size": "16",
         }  # fmt: skip
     plain = make_llm_agent("smollm2-135m", {"max_new_tokens": 8, "batch_size": 2})
     assert (plain.name, plain.think, plain.max_new_tokens) == ("smollm2-135m", False, 8)
     assert plain.config.batch_size == 2
-    assert plain.describe()["decoding"] == "greedy"
+    assert plain.describe()["decoding"] == "greedy" and plain.describe()["batch_size"] == "2"
     assert make_llm_agent("smollm2-135m", {}).max_new_tokens == ACTION_MAX_NEW_TOKENS
     assert make_llm_agent("smollm2-135m+t0.7", {"temperature": 1.2}).name == "smollm2-135m+t1.2"  # CLI wins
 
@@ -286,6 +287,10 @@ def test_evaluate_smollm2_offline_prints_invalid_rates_writes_json_and_logs_tran
 
     run = mlflow.get_run(result["mlflow_run_id"])
     assert run.data.params["agent"] == "smollm2-135m" and run.data.params["task"] == "easy"
+    # how it generated is part of the run's identity: runs that decoded differently are not confused
+    assert {k: run.data.params[k] for k in ("max_new_tokens", "think", "decoding", "batch_size")} == {
+        "max_new_tokens": "4", "think": "False", "decoding": "greedy", "batch_size": "16",
+    }  # fmt: skip
     assert run.data.metrics["invalid_rate"] == pytest.approx(invalid_rate)
     logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/transcripts.json")
     assert logged["transcripts"] == transcripts
