@@ -8,6 +8,7 @@ task_version, data sha256), a metric per grade component and raw metric (mean an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -35,7 +36,10 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
 
 
+@functools.cache
 def git_commit() -> str:
+    """The commit this process runs. Read once, so the checkpoints of a long run keep naming the code that
+    made them even when commits land while it trains."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
