@@ -64,11 +64,12 @@ class EvalResult:
     def params(self) -> dict[str, Any]:
         """The run's identity, as logged to MLflow and written to JSON."""
         return {
+            **self.settings,  # first, so an agent's description can never overwrite the run's identity
             "agent": self.agent, "model": self.model, "adapter": self.adapter, "task": self.config.task,
             "split": self.config.split, "episodes": self.config.episodes, "seed": self.config.seed,
             "env_version": self.env_version, "task_version": self.task_version,
             "grader_version": self.grader_version, "data_sha256": self.data_sha256, "obs_mode": self.obs_mode,
-            "anonymize": self.config.anonymize, **self.settings,
+            "anonymize": self.config.anonymize,
         }  # fmt: skip
 
 
