@@ -58,7 +58,16 @@ class Panel:
         return np.flatnonzero(rows == last_day - first_day + 1)
 
     def iso_date(self, day: int) -> str:
-        return str(self.dates[day])
+        return self._iso_dates[day]
+
+    @functools.cached_property
+    def symbol_array(self) -> np.ndarray:
+        """``symbols`` as an object array, so many episodes' names come from one fancy index."""
+        return np.array(self.symbols, dtype=object)
+
+    @functools.cached_property
+    def _iso_dates(self) -> list[str]:  # every info dict names a date: format them once
+        return np.datetime_as_string(self.dates, unit="D").tolist()
 
 
 def trading_calendar(prices: pd.DataFrame) -> pd.DatetimeIndex:

@@ -84,6 +84,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from market_env import kernels
+
 BUY, SELL = "BUY", "SELL"
 NUMERIC_DEADZONE = 0.1
 NO_ACTION = "no action line found"
@@ -315,20 +317,14 @@ def numeric_to_fractions(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Map numeric actions of any shape to ``(sell_frac, buy_frac, nonfinite_mask)`` of the same shape.
 
-    Hot loop of the batched simulator: a few in-place numpy operations, into ``out`` when given (the batch env
-    passes preallocated buffers: on small machines a fresh 200 KB temporary costs more than the arithmetic).
+    Hot loop of every numeric step: one compiled pass (``market_env.kernels.numeric_fractions``), into
+    ``out`` (two C-contiguous float64 arrays) when given, so the batch env reuses its buffers.
     """
-    a = np.asarray(actions, dtype=np.float64)
-    finite = np.isfinite(a)
-    if not finite.all():
-        a = np.where(finite, a, 0.0)  # a non-finite value holds that stock
+    a = np.ascontiguousarray(actions, dtype=np.float64)
     sell, buy = out if out is not None else (np.empty_like(a), np.empty_like(a))
-    # clip to [-1, 1], then (|a| - 0.1) / 0.9 floored at 0; division (not multiplication by 1/0.9) maps
-    # |a| = 1 to exactly 1.0
-    np.clip(a, -1.0, 1.0, out=buy)
-    np.negative(buy, out=sell)
-    for side in (buy, sell):
-        np.subtract(side, NUMERIC_DEADZONE, out=side)
-        np.divide(side, 1.0 - NUMERIC_DEADZONE, out=side)
-        np.maximum(side, 0.0, out=side)
-    return sell, buy, ~finite
+    nonfinite = np.empty(a.shape, dtype=bool)
+    rows = (-1, a.shape[-1]) if a.ndim else (1, 1)
+    kernels.numeric_fractions(
+        a.reshape(rows), NUMERIC_DEADZONE, sell.reshape(rows), buy.reshape(rows), nonfinite.reshape(rows)
+    )
+    return sell, buy, nonfinite

@@ -26,7 +26,7 @@ from gymnasium.vector.utils import batch_space
 from market_env.actions import numeric_to_fractions, orders_to_fractions, parse_action
 from market_env.episodes import Episode
 from market_env.market import Market, PriceData
-from market_env.observations import VectorRenderer, render_text
+from market_env.observations import render_text, render_vectors
 from market_env.simulator import EpisodeState
 
 
@@ -55,8 +55,6 @@ class BatchMarketEnv(VectorEnv):
         self._first_seed = seed
         self._rngs: list[np.random.Generator] = []
         self._names: list[tuple[str, ...]] = [()] * n_envs
-        numeric = obs_mode == "numeric"
-        self._vectors = VectorRenderer(n_envs, self.market.task.n_stocks) if numeric else None
         self._fractions_out = (
             np.zeros((n_envs, self.market.task.n_stocks)),
             np.zeros((n_envs, self.market.task.n_stocks)),
@@ -81,31 +79,32 @@ class BatchMarketEnv(VectorEnv):
         episodes = (options or {}).get("episodes") or [self.market.sampler.sample(rng) for rng in self._rngs]
         self._start(np.arange(self.num_envs), list(episodes))
         infos = self._common_info() | {
-            "episodes": [self.market.episode_info(i) for i in range(self.num_envs)],
+            "episodes": self.market.episode_infos(np.arange(self.num_envs)),
         }
         return self._observe(), infos
 
     def _start(self, env_ids: np.ndarray, episodes: list[Episode]) -> None:
         self.market.sim.reset_envs(env_ids, episodes)
-        for i in env_ids:
-            self._names[i] = self.market.names_for(int(i))
+        for i, names in zip(env_ids.tolist(), self.market.names_for(env_ids)):
+            self._names[i] = names
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         sell, buy, invalid, reasons = self._fractions(actions)
         sim = self.market.sim
         report = sim.step(sell, buy)
         infos = self._common_info() | {
-            "nav": sim.nav[np.arange(self.num_envs), sim.t],
+            "nav": sim.nav[sim.rows, sim.t],
             "cash": sim.cash.copy(),
-            "costs": report.costs,
-            "n_trades": report.n_trades,
+            "costs": report.costs.copy(),
+            "n_trades": report.n_trades.copy(),
             "invalid_action": invalid,
         }
         if reasons is not None:
             infos["invalid_reason"] = reasons
-        if report.done.any():
-            self._finish(report.done, infos)
-        return self._observe(), report.reward, report.done, np.zeros(self.num_envs, dtype=bool), infos
+        reward, done = report.reward.copy(), report.done.copy()  # the report is reused by the next step
+        if done.any():
+            self._finish(done, infos)
+        return self._observe(), reward, done, np.zeros(self.num_envs, dtype=bool), infos
 
     def _finish(self, done: np.ndarray, infos: dict) -> None:
         finished = np.flatnonzero(done)
@@ -138,8 +137,8 @@ class BatchMarketEnv(VectorEnv):
 
     def _observe(self) -> Any:
         snapshot = self.market.snapshot()
-        if self._vectors is not None:
-            return self._vectors(snapshot).copy()
+        if self.market.obs_mode == "numeric":
+            return render_vectors(snapshot)
         return [render_text(snapshot, i, self._names[i], self.market.anonymize) for i in range(self.num_envs)]
 
     # ---------------------------------------------------------------------------------- GRPO forks
@@ -150,5 +149,5 @@ class BatchMarketEnv(VectorEnv):
         """Continue exported states in the given slots; returns the new observations of all slots."""
         for i, state in zip(env_ids, states):
             self.market.sim.load_state(int(i), state)
-            self._names[int(i)] = self.market.names_for(int(i))
+            self._names[int(i)] = self.market.names_for([int(i)])[0]
         return self._observe()

@@ -55,7 +55,7 @@ from market_env.actions import ParsedAction, numeric_to_fractions, orders_to_fra
 from market_env.episodes import Episode
 from market_env.errors import EpisodeFinishedError
 from market_env.market import Market, PriceData, trades_of
-from market_env.observations import VectorRenderer, render_text
+from market_env.observations import render_text, render_vectors
 
 
 class MarketEnv(gymnasium.Env):
@@ -79,7 +79,6 @@ class MarketEnv(gymnasium.Env):
         self._first_seed = seed
         self._finished = True
         self._names: tuple[str, ...] = ()
-        self._vectors = VectorRenderer(1, self.market.task.n_stocks)
 
     # Public read-only views, so wrappers and tests need not reach into the market.
     @property
@@ -97,7 +96,7 @@ class MarketEnv(gymnasium.Env):
         super().reset(seed=seed)
         episode = self.market.episode_from_options(options) or self.market.sampler.sample(self.np_random)
         self.market.sim.reset_envs(np.array([0]), [episode])
-        self._names = self.market.names_for(0)
+        self._names = self.market.names_for([0])[0]
         self._finished = False
         return self._observe(), self.market.reset_info(0)
 
@@ -138,7 +137,7 @@ class MarketEnv(gymnasium.Env):
     def _observe(self) -> Any:
         snapshot = self.market.snapshot()
         if self.market.obs_mode == "numeric":
-            return self._vectors(snapshot)[0].copy()
+            return render_vectors(snapshot)[0]
         return render_text(snapshot, 0, self._names, self.market.anonymize)
 
     def render(self) -> str:
@@ -151,7 +150,7 @@ class MarketEnv(gymnasium.Env):
 
     def set_state(self, state) -> None:
         self.market.sim.load_state(0, state)
-        self._names = self.market.names_for(0)
+        self._names = self.market.names_for([0])[0]
         self._finished = state.t >= self.market.task.n_days
 
     def play(self, episode: Episode) -> tuple[Any, dict]:

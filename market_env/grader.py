@@ -14,13 +14,13 @@ Grader 1.0.0 (the published composite; doing nothing scores exactly 0.300):
 Grader 2.0.0 (no pay-for-activity):
   0.40 clip(sharpe/3) + 0.30 clip(0.5 + excess_return/0.2) + 0.15 clip(1 - max_drawdown/0.2)
   + 0.15 clip(1 - cost_ratio/0.01)
-clip(x) is clip(x, 0, 1). Everything here works on arrays with any leading batch shape, so the batch
-environment, the evaluation harness and the GRPO reward all call these same functions.
+clip(x) is clip(x, 0, 1). Each grader is a table of such terms (``Term``): numpy evaluates it here for final
+grades of any batch shape (the batch environment, the evaluation harness and the GRPO reward all call these
+functions) and the compiled step kernel evaluates the same table for the per-step score-to-date.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,19 +32,7 @@ Metrics = dict[str, np.ndarray]
 
 
 def _clip01(x: np.ndarray) -> np.ndarray:
-    # minimum(maximum()) rather than np.clip: the same result at a fraction of the call overhead, which
-    # matters for the per-step score of a single env
     return np.minimum(np.maximum(x, 0.0), 1.0)
-
-
-def sharpe_from_moments(sum_r: np.ndarray, sum_r2: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Annualised Sharpe from running sums, so a step can score its episode-to-date in O(1)."""
-    count = np.asarray(count, dtype=np.float64)
-    mean = sum_r / np.maximum(count, 1.0)
-    variance = np.maximum((sum_r2 - count * mean * mean) / (np.maximum(count, 2.0) - 1.0), 0.0)
-    std = np.sqrt(variance)
-    defined = (std > 0) & (count >= 2)  # else 0: no risk measured yet
-    return mean / np.maximum(std, 1e-300) * np.sqrt(TRADING_DAYS_PER_YEAR) * defined
 
 
 def nav_metrics(
@@ -74,49 +62,68 @@ def nav_metrics(
     }
 
 
-def _components_v1(m: Metrics) -> Metrics:
-    return {
-        "sharpe": _clip01(m["sharpe"] / 3.0),
-        "return": _clip01(0.5 + m["total_return"] / 0.2),
-        "drawdown": _clip01(1.0 - m["max_drawdown"] / 0.2),
-        "activity": _clip01(m["activity"] / 0.5),
-    }
+# The metrics a grader term can read, in the order the compiled step kernel computes them.
+METRIC_NAMES = ("sharpe", "total_return", "max_drawdown", "activity", "benchmark_return", "excess_return",
+                "cost_ratio")  # fmt: skip
 
 
-def _components_v2(m: Metrics) -> Metrics:
-    return {
-        "sharpe": _clip01(m["sharpe"] / 3.0),
-        "excess_return": _clip01(0.5 + m["excess_return"] / 0.2),
-        "drawdown": _clip01(1.0 - m["max_drawdown"] / 0.2),
-        "costs": _clip01(1.0 - m["cost_ratio"] / 0.01),
-    }
+@dataclass(frozen=True)
+class Term:
+    """One weighted component: ``clip(offset + sign * metric / scale, 0, 1)``."""
+
+    name: str
+    metric: str
+    weight: float
+    offset: float
+    sign: float
+    scale: float
+
+    def component(self, metrics: Metrics) -> np.ndarray:
+        return _clip01(self.offset + self.sign * metrics[self.metric] / self.scale)
 
 
 @dataclass(frozen=True)
 class Grader:
     version: str
-    weights: dict[str, float]
-    components: Callable[[Metrics], Metrics]
+    terms: tuple[Term, ...]
     description: str
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {term.name: term.weight for term in self.terms}
 
     def score(self, metrics: Metrics) -> tuple[np.ndarray, Metrics]:
         """(score, components) for any batch shape; components are unweighted, in [0, 1]."""
-        components = self.components(metrics)
-        score = sum(self.weights[name] * components[name] for name in self.weights)
+        components = {term.name: term.component(metrics) for term in self.terms}
+        score = sum(term.weight * components[term.name] for term in self.terms)
         return np.asarray(score, dtype=np.float64), components
+
+    def kernel_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The terms as arrays for the step kernel: metric indices; rows of (weight, offset, sign, scale)."""
+        index = np.array([METRIC_NAMES.index(term.metric) for term in self.terms], dtype=np.int64)
+        coefficients = np.array([[term.weight, term.offset, term.sign, term.scale] for term in self.terms])
+        return index, coefficients
 
 
 GRADERS: dict[str, Grader] = {
     "1.0.0": Grader(
         "1.0.0",
-        {"sharpe": 0.40, "return": 0.30, "drawdown": 0.15, "activity": 0.15},
-        _components_v1,
+        (
+            Term("sharpe", "sharpe", 0.40, 0.0, 1.0, 3.0),
+            Term("return", "total_return", 0.30, 0.5, 1.0, 0.2),
+            Term("drawdown", "max_drawdown", 0.15, 1.0, -1.0, 0.2),
+            Term("activity", "activity", 0.15, 0.0, 1.0, 0.5),
+        ),
         "published composite: Sharpe, return, drawdown, activity",
     ),
     "2.0.0": Grader(
         "2.0.0",
-        {"sharpe": 0.40, "excess_return": 0.30, "drawdown": 0.15, "costs": 0.15},
-        _components_v2,
+        (
+            Term("sharpe", "sharpe", 0.40, 0.0, 1.0, 3.0),
+            Term("excess_return", "excess_return", 0.30, 0.5, 1.0, 0.2),
+            Term("drawdown", "max_drawdown", 0.15, 1.0, -1.0, 0.2),
+            Term("costs", "cost_ratio", 0.15, 1.0, -1.0, 0.01),
+        ),
         "no pay-for-activity: Sharpe, return over equal-weight buy-and-hold, drawdown, costs",
     ),
 }
@@ -144,21 +151,23 @@ def grade_episodes(
     costs = np.atleast_1d(np.asarray(costs, dtype=np.float64))
     metrics = nav_metrics(nav, trade_days, costs, np.atleast_1d(benchmark_return))
     score, components = grader.score(metrics)
-    metric_rows = {name: values.tolist() for name, values in metrics.items()}
-    component_rows = {name: values.tolist() for name, values in components.items()}
-    grades = []
-    for row, series in enumerate(nav.tolist()):
-        grades.append(
-            {
-                "grader_version": grader.version,
-                "score": float(score[row]),
-                "components": {name: values[row] for name, values in component_rows.items()},
-                "metrics": {name: values[row] for name, values in metric_rows.items()}
-                | {"trade_days": int(trade_days[row]), "n_days": len(series) - 1, "costs": float(costs[row])},
-                "nav": series,
-            }
+    # one row per episode (zip of the columns): a batch ends hundreds of episodes in one step
+    metric_rows = zip(*(values.tolist() for values in metrics.values()))
+    component_rows = zip(*(values.tolist() for values in components.values()))
+    n_days = nav.shape[1] - 1
+    return [
+        {
+            "grader_version": grader.version,
+            "score": episode_score,
+            "components": dict(zip(components, component_row)),
+            "metrics": dict(zip(metrics, metric_row))
+            | {"trade_days": episode_trade_days, "n_days": n_days, "costs": episode_costs},
+            "nav": series,
+        }
+        for episode_score, component_row, metric_row, episode_trade_days, episode_costs, series in zip(
+            score.tolist(), component_rows, metric_rows, trade_days.tolist(), costs.tolist(), nav.tolist()
         )
-    return grades
+    ]
 
 
 def grade_episode(

@@ -24,6 +24,7 @@ from market_env.observations import (
     Snapshot,
     display_names,
     market_vector_table,
+    real_names,
     vector_size,
 )
 from market_env.simulator import MarketSimulator, StepReport
@@ -52,19 +53,18 @@ def trades_of(report: StepReport, i: int, names: tuple[str, ...]) -> list[dict]:
         return []
     trades = []
     for side, shares, price, fees in (
-        ("SELL", report.sold[i].tolist(), report.sell_price[i].tolist(), report.sell_costs[i].tolist()),
-        ("BUY", report.bought[i].tolist(), report.buy_price[i].tolist(), report.buy_costs[i].tolist()),
+        ("SELL", report.sold[i], report.sell_price[i], report.sell_costs[i]),
+        ("BUY", report.bought[i], report.buy_price[i], report.buy_costs[i]),
     ):
         trades += [
-            {"side": side, "symbol": names[k], "shares": int(shares[k]), "price": price[k],
-             "value": shares[k] * price[k], "costs": fees[k]}
-            for k in range(len(names)) if shares[k] > 0
+            {"side": side, "symbol": name, "shares": int(n), "price": p, "value": n * p, "costs": c}
+            for name, n, p, c in zip(names, shares.tolist(), price.tolist(), fees.tolist()) if n > 0
         ]  # fmt: skip
     return trades
 
 
 def _named(flags: np.ndarray, names: tuple[str, ...]) -> list[str]:
-    return [names[k] for k in np.flatnonzero(flags)] if flags.any() else []
+    return [name for name, flag in zip(names, flags.tolist()) if flag]
 
 
 class Market:
@@ -100,8 +100,9 @@ class Market:
         return observation, spaces.Text(MAX_ACTION_CHARS, min_length=0, charset=TEXT_CHARSET)
 
     # ------------------------------------------------------------------------------------- episodes
-    def names_for(self, i: int) -> tuple[str, ...]:
-        return display_names(self.panel, self.sim.symbols[i], self.anonymize)
+    def names_for(self, env_ids: np.ndarray) -> list[tuple[str, ...]]:
+        """Names each of the episodes ``env_ids`` trades with."""
+        return display_names(self.panel, self.sim.symbols[env_ids], self.anonymize)
 
     def episode_from_options(self, options: dict[str, Any] | None) -> Episode | None:
         """An explicit episode from reset options: ``{"episode": Episode}`` or start_date + symbols."""
@@ -115,13 +116,20 @@ class Market:
             f"reset options {sorted(options)} name no episode; pass {{'start_date': ..., 'symbols': [...]}}"
         )
 
-    def snapshot(self, env_ids: np.ndarray | slice = slice(None)) -> Snapshot:
+    def snapshot(self, env_ids: np.ndarray | slice | None = None) -> Snapshot:
+        """The state of episodes ``env_ids`` (all when None) that observations are rendered from."""
         sim = self.sim
-        nav = sim.nav[np.arange(sim.n_envs), sim.t][env_ids]
+        nav = sim.nav[sim.rows, sim.t]
+        if env_ids is None:  # the per-step case: no indexing, arrays as they are
+            return Snapshot(
+                panel=self.panel, market_table=self.table, day=sim.day, t=sim.t, n_days=sim.n_days,
+                start_day=sim.start_day, symbols=sim.symbols, cash=sim.cash, nav=nav,
+                start_cash=sim.start_cash, shares=sim.shares, avg_cost=sim.avg_cost, close=sim.close_now,
+            )  # fmt: skip
         return Snapshot(
             panel=self.panel, market_table=self.table, day=sim.day[env_ids], t=sim.t[env_ids],
             n_days=sim.n_days, start_day=sim.start_day[env_ids], symbols=sim.symbols[env_ids],
-            cash=sim.cash[env_ids], nav=nav, start_cash=sim.start_cash, shares=sim.shares[env_ids],
+            cash=sim.cash[env_ids], nav=nav[env_ids], start_cash=sim.start_cash, shares=sim.shares[env_ids],
             avg_cost=sim.avg_cost[env_ids], close=sim.close_now[env_ids],
         )  # fmt: skip
 
@@ -134,22 +142,23 @@ class Market:
             "split": self.split.name,
         }
 
-    def episode_info(self, i: int) -> dict[str, Any]:
-        """Where episode ``i`` lies in the real data (real names and dates, also when anonymised)."""
-        start = int(self.sim.start_day[i])
-        return {
-            "start_date": self.panel.iso_date(start),
-            "end_date": self.panel.iso_date(start + self.task.n_days),
-            "real_symbols": [self.panel.symbols[int(s)] for s in self.sim.symbols[i]],
-        }
+    def episode_infos(self, env_ids: np.ndarray) -> list[dict[str, Any]]:
+        """Where each episode lies in the real data (real names and dates, also when anonymised)."""
+        iso, n_days = self.panel.iso_date, self.task.n_days
+        starts = self.sim.start_day[env_ids].tolist()
+        real = real_names(self.panel, self.sim.symbols[env_ids])
+        return [
+            {"start_date": iso(start), "end_date": iso(start + n_days), "real_symbols": symbols}
+            for start, symbols in zip(starts, real)
+        ]
 
     def reset_info(self, i: int) -> dict[str, Any]:
         return (
             self.base_info()
-            | self.episode_info(i)
+            | self.episode_infos([i])[0]
             | {
                 "date": self.panel.iso_date(int(self.sim.day[i])),
-                "symbols": list(self.names_for(i)),
+                "symbols": list(self.names_for([i])[0]),
                 "nav": float(self.sim.start_cash),
                 "cash": float(self.sim.cash[i]),
             }
@@ -180,4 +189,4 @@ class Market:
             self.version.grader,
         )
         base = self.base_info()
-        return [grade | base | self.episode_info(int(i)) for grade, i in zip(grades, env_ids)]
+        return [{**grade, **base, **info} for grade, info in zip(grades, self.episode_infos(env_ids))]

@@ -5,10 +5,9 @@ the text and compares it with the vector.
 
 Numeric layout, ``K * len(STOCK_FEATURES) + len(GLOBAL_FEATURES)`` float32 values in three blocks: the market
 features stock by stock (K x 10, the episode's symbol order), then the portfolio features feature by feature
-(weight of every stock, then unrealised P&L of every stock, then held), then the global features. Blocks
-let the batch env gather and write each with one vectorised call; ``split_observation`` turns a vector back
-into (K, 13) per-stock rows in ``STOCK_FEATURES`` order. Every value is a fixed transform (no fitted
-statistics, so nothing leaks from the future) clipped to [-CLIP, CLIP]:
+(weight of every stock, then unrealised P&L of every stock, then held), then the global features.
+``split_observation`` turns a vector back into (K, 13) per-stock rows in ``STOCK_FEATURES`` order. Every
+value is a fixed transform (no fitted statistics, so nothing leaks from the future) clipped to [-CLIP, CLIP]:
 
 | feature            | transform                         | feature         | transform                       |
 |--------------------|-----------------------------------|-----------------|---------------------------------|
@@ -28,9 +27,11 @@ import string
 from dataclasses import dataclass
 from functools import cached_property
 
+import numba
 import numpy as np
 
 from data.panel import Panel
+from market_env import kernels
 from market_env.actions import ACTION_GRAMMAR
 
 CLIP = 5.0
@@ -69,7 +70,7 @@ def market_vector_table(panel: Panel) -> np.ndarray:
     return table.astype(np.float32)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)  # not frozen: a frozen dataclass is ~3x slower to build, and one is built per step
 class Snapshot:
     """The state every observation of a step is rendered from, for B episodes (B = 1 for the single env)."""
 
@@ -93,55 +94,20 @@ class Snapshot:
         return self.panel.features[self.day[:, None], self.symbols]
 
 
-class VectorRenderer:
-    """Renders numeric observations of B episodes into one reused float32 buffer (no per-step allocation)."""
-
-    def __init__(self, n_envs: int, n_stocks: int) -> None:
-        self.n_stocks = n_stocks
-        self.out = np.zeros((n_envs, vector_size(n_stocks)), dtype=np.float32)
-        self._index = np.zeros(n_envs * n_stocks, dtype=np.int64)
-        self._gathered = np.zeros((n_envs, n_stocks, len(MARKET_FEATURES)), dtype=np.float32)
-        self._tmp = np.zeros((n_envs, n_stocks))
-        self._held = np.zeros((n_envs, n_stocks), dtype=bool)
-        k, n_market = n_stocks, len(MARKET_FEATURES)
-        self._market = self.out[:, : k * n_market].reshape(n_envs, k, n_market)
-        self._weight, self._pnl, self._held_out = (
-            self.out[:, k * (n_market + j) : k * (n_market + j + 1)] for j in range(3)
-        )
-        self._global = self.out[:, k * len(STOCK_FEATURES) :]
-
-    def __call__(self, snapshot: Snapshot) -> np.ndarray:
-        """The observations (B, D); the buffer is overwritten by the next call."""
-        table = snapshot.market_table
-        index = self._index.reshape(snapshot.symbols.shape)
-        np.multiply(snapshot.day[:, None], table.shape[1], out=index)
-        index += snapshot.symbols
-        # gathering into a contiguous buffer and copying once is ~2x faster than a take into the strided view
-        table.reshape(-1, table.shape[2]).take(
-            self._index, axis=0, out=self._gathered.reshape(-1, table.shape[2])
-        )
-        self._market[:] = self._gathered
-        np.multiply(snapshot.shares, snapshot.close, out=self._tmp)
-        self._tmp *= (1.0 / snapshot.nav)[:, None]
-        self._weight[:] = self._tmp
-        np.greater(snapshot.shares, 0.0, out=self._held)
-        self._held_out[:] = self._held
-        # unrealised P&L where held; flat positions have avg cost 0, kept finite by the floor then zeroed
-        np.maximum(snapshot.avg_cost, 1e-9, out=self._tmp)
-        np.divide(snapshot.close, self._tmp, out=self._tmp)
-        self._tmp -= 1.0
-        self._tmp *= 10.0
-        self._tmp *= self._held
-        np.clip(self._tmp, -CLIP, CLIP, out=self._pnl)
-        self._global[:, 0] = snapshot.cash / snapshot.nav
-        self._global[:, 1] = np.clip((snapshot.nav / snapshot.start_cash - 1.0) * 10.0, -CLIP, CLIP)
-        self._global[:, 2] = snapshot.t / snapshot.n_days
-        return self.out
-
-
 def render_vectors(snapshot: Snapshot) -> np.ndarray:
-    """Numeric observations (B, D) float32 of a snapshot, as a new array."""
-    return VectorRenderer(*snapshot.symbols.shape)(snapshot).copy()
+    """Numeric observations (B, D) float32 of a snapshot, as a new array (one compiled pass)."""
+    n_envs, n_stocks = snapshot.symbols.shape
+    out = np.empty((n_envs, vector_size(n_stocks)), dtype=np.float32)
+    arrays = (
+        snapshot.market_table, snapshot.day, snapshot.symbols, snapshot.shares, snapshot.close,
+        snapshot.avg_cost, snapshot.nav, snapshot.cash, snapshot.t, snapshot.n_days, snapshot.start_cash,
+        CLIP,
+    )  # fmt: skip
+    if n_envs >= kernels.PARALLEL_MIN_ENVS:
+        kernels.render_parallel(numba.get_num_threads(), out, *arrays)
+    else:
+        kernels.render_serial(out, *arrays)
+    return out
 
 
 def split_observation(obs: np.ndarray, n_stocks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,11 +210,16 @@ def _stock_row(
     )
 
 
-def display_names(panel: Panel, symbols: np.ndarray, anonymize: bool) -> tuple[str, ...]:
-    """Names the agent sees and trades with: real symbols, or STOCK_A.. in the episode's order."""
+def display_names(panel: Panel, symbols: np.ndarray, anonymize: bool) -> list[tuple[str, ...]]:
+    """Names each episode (a row of ``symbols``) trades with: real symbols, or STOCK_A.. in its order."""
     if anonymize:
-        return ANONYMOUS_NAMES[: len(symbols)]
-    return tuple(panel.symbols[int(s)] for s in symbols)
+        return [ANONYMOUS_NAMES[: symbols.shape[1]]] * len(symbols)
+    return list(map(tuple, real_names(panel, symbols)))
+
+
+def real_names(panel: Panel, symbols: np.ndarray) -> list[list[str]]:
+    """The real symbol names of each row of panel indices (one vectorised lookup, for batch resets)."""
+    return panel.symbol_array[symbols].tolist()
 
 
 def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool) -> str:

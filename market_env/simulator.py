@@ -11,31 +11,33 @@ Execution of a step (decision at the close of day d; DESIGN.md "Market rules"):
    the open), then rounded down to whole shares at open[d+1] * (1 + slippage) with fees included, so cash
    never goes negative.
 3. The book is marked at close[d+1]; the step reward is the change in the episode's score-to-date.
+
+The arithmetic of a step runs in one compiled call (``market_env.kernels``); this class owns the state
+arrays, resets, final grades and forks.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from data.panel import Panel
-from market_env.costs import CostModel
+from market_env import kernels
 from market_env.episodes import Episode
-from market_env.grader import Grader, nav_metrics, sharpe_from_moments
+from market_env.grader import Grader, nav_metrics
 from market_env.tasks import TaskSpec
 from market_env.versions import MarketRules
-
-# Buys spend at most this share of their budget, so float rounding can never push cash below zero.
-BUDGET_SAFETY = 1.0 - 1e-9
 
 
 @dataclass
 class StepReport:
     """What one step did, as arrays over the batch (B,) or (B, K).
 
-    The (B, K) arrays are the simulator's work buffers: valid until the next ``step``; copy to keep them.
+    The arrays are the simulator's buffers: valid until the next ``step``; copy to keep them.
     """
 
     reward: np.ndarray
@@ -68,72 +70,6 @@ class EpisodeState:
     costs_paid: float
 
 
-def row_sum(x: np.ndarray) -> np.ndarray:
-    """Sum over stocks. ``einsum`` is ~3x faster than ``sum(axis=1)`` here and, unlike a BLAS ``x @ ones``,
-    adds each row in an order that does not depend on the batch size, so a batch slot and the single env
-    agree to the last bit."""
-    return np.einsum("ij->i", x)
-
-
-class Workspace:
-    """Preallocated (B, K) buffers for one step. On this class of machine a fresh 200 KB temporary costs
-    more than the arithmetic on it, so the hot path writes into these with ``out=`` instead."""
-
-    FLOATS = ("open", "sell_price", "buy_price", "sold", "bought", "sell_value", "buy_value", "sell_costs",
-              "buy_costs", "budget", "room", "tmp")  # fmt: skip
-    BOOLS = ("capped", "rejected", "unfilled", "mask")
-
-    def __init__(self, n_envs: int, n_stocks: int) -> None:
-        shape = (n_envs, n_stocks)
-        self.index = np.zeros(shape, dtype=np.int64)
-        for name in self.FLOATS:
-            setattr(self, name, np.zeros(shape))
-        for name in self.BOOLS:
-            setattr(self, name, np.zeros(shape, dtype=bool))
-
-
-def fill_buys(
-    cash: np.ndarray,
-    shares: np.ndarray,
-    open_price: np.ndarray,
-    buy_frac: np.ndarray,
-    price: np.ndarray,
-    position_cap: float,
-    costs: CostModel,
-    work: Workspace,
-) -> None:
-    """Whole-share buys for fractions of ``cash`` (B,), capped per position, into ``work``.
-
-    Writes ``work.bought``, ``buy_value``, ``buy_costs``, ``capped`` and ``rejected``. Used by ``step`` and
-    by the equal-weight benchmark, so the buy-and-hold agent and grader 2.0.0 agree to the rupee.
-    """
-    w = work
-    # fractions adding up to more than 1 are scaled down to 1
-    scale = cash * BUDGET_SAFETY / np.maximum(row_sum(buy_frac), 1.0)
-    np.multiply(buy_frac, scale[:, None], out=w.budget)
-    np.multiply(shares, open_price, out=w.tmp)  # value held, at the open
-    nav_at_open = cash + row_sum(w.tmp)
-    np.subtract((position_cap * nav_at_open)[:, None], w.tmp, out=w.room)
-    np.maximum(w.room, 0.0, out=w.room)
-    np.greater(w.budget, w.room, out=w.capped)
-    np.minimum(w.budget, w.room, out=w.budget)
-    if costs.buy_flat:
-        np.subtract(w.budget, costs.buy_flat, out=w.budget)
-        np.maximum(w.budget, 0.0, out=w.budget)
-    np.multiply(price, 1.0 + costs.buy_rate, out=w.tmp)
-    np.divide(w.budget, w.tmp, out=w.bought)
-    np.floor(w.bought, out=w.bought)
-    np.multiply(w.bought, price, out=w.buy_value)
-    np.multiply(w.buy_value, costs.buy_rate, out=w.buy_costs)
-    w.rejected.fill(False)
-    if costs.buy_flat:  # a flat fee can exceed a tiny order's value; proportional fees never do
-        w.buy_costs += np.minimum(w.bought, 1.0) * costs.buy_flat
-        np.greater(w.buy_costs, w.buy_value, out=w.rejected)
-        if w.rejected.any():
-            for array in (w.bought, w.buy_value, w.buy_costs):
-                array[w.rejected] = 0.0
-
-
 class MarketSimulator:
     """B episodes of one task on one panel. Arrays are public for the env, observations and forks."""
 
@@ -143,8 +79,28 @@ class MarketSimulator:
         self.n_envs, self.n_stocks, self.n_days = n_envs, task.n_stocks, task.n_days
         self.start_cash = float(rules.start_cash)
         self._n_symbols = len(panel.symbols)
-        self._open = np.ascontiguousarray(panel.open).ravel()
-        self._close = np.ascontiguousarray(panel.close).ravel()
+        self._open = np.ascontiguousarray(panel.open, dtype=np.float64).ravel()
+        self._close = np.ascontiguousarray(panel.close, dtype=np.float64).ravel()
+        # the constants every kernel call takes, in the layout of market_env.kernels
+        kernel_rules = np.zeros(8)
+        kernel_rules[kernels.SLIPPAGE] = task.slippage
+        kernel_rules[kernels.POSITION_CAP] = task.position_cap
+        kernel_rules[kernels.SELL_RATE], kernel_rules[kernels.SELL_FLAT] = (
+            self.costs.sell_rate,
+            self.costs.sell_flat,
+        )
+        kernel_rules[kernels.BUY_RATE], kernel_rules[kernels.BUY_FLAT] = (
+            self.costs.buy_rate,
+            self.costs.buy_flat,
+        )
+        kernel_rules[kernels.START_CASH], kernel_rules[kernels.N_DAYS] = self.start_cash, task.n_days
+        self._rules = kernel_rules
+        self._metric_index, self._coefficients = grader.kernel_table()
+        if n_envs >= kernels.PARALLEL_MIN_ENVS:  # one block of episodes per thread
+            self._step_kernel = functools.partial(kernels.step_parallel, numba.get_num_threads())
+        else:
+            self._step_kernel = kernels.step_serial
+
         shape, stock_shape = (n_envs,), (n_envs, task.n_stocks)
         self.start_day = np.zeros(shape, dtype=np.int64)
         self.t = np.zeros(shape, dtype=np.int64)
@@ -166,17 +122,32 @@ class MarketSimulator:
         self._peak = np.zeros(shape)
         self._max_dd = np.zeros(shape)
         self._score = np.zeros(shape)
-        self._rows = np.arange(n_envs)
-        self._work = Workspace(n_envs, task.n_stocks)
+        self.rows = np.arange(n_envs)
+        # The step report's buffers, overwritten by every step.
+        floats = {name: np.zeros(stock_shape) for name in
+                  ("sold", "bought", "sell_price", "buy_price", "sell_costs", "buy_costs")}  # fmt: skip
+        flags = {name: np.zeros(stock_shape, dtype=bool) for name in ("capped", "rejected", "unfilled")}
+        self._report = report = StepReport(
+            reward=np.zeros(shape), done=np.zeros(shape, dtype=bool), costs=np.zeros(shape),
+            n_trades=np.zeros(shape, dtype=np.int64), **floats, **flags,
+        )  # fmt: skip
+        # The step kernel's arguments after the fractions, bound once: every array above is updated in
+        # place and never rebound, and packing ~40 arguments per step costs more than a small step.
+        self._kernel_arrays = (
+            self._open, self._close, self._n_symbols, self._rules, self._metric_index, self._coefficients,
+            self.start_day, self.symbols, self.t, self.cash, self.shares, self.avg_cost, self.nav,
+            self.trade_days, self.costs_paid, self.close_now, self.bench_cash, self.bench_shares,
+            self.bench_nav, self._sum_r, self._sum_r2, self._peak, self._max_dd, self._score,
+            report.reward, report.done, report.costs, report.sold, report.bought, report.sell_price,
+            report.buy_price, report.sell_costs, report.buy_costs, report.n_trades, report.capped,
+            report.rejected, report.unfilled,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------------------------- reset
     @property
     def day(self) -> np.ndarray:
         """Calendar index of each episode's current decision close."""
         return self.start_day + self.t
-
-    def _prices(self, flat: np.ndarray, day: np.ndarray) -> np.ndarray:
-        return flat.take(day[:, None] * self._n_symbols + self.symbols)
 
     def reset_envs(self, env_ids: np.ndarray, episodes: Sequence[Episode]) -> None:
         env_ids = np.asarray(env_ids, dtype=np.int64)
@@ -193,137 +164,39 @@ class MarketSimulator:
         self._sum_r[env_ids] = self._sum_r2[env_ids] = self._max_dd[env_ids] = 0.0
         self._peak[env_ids] = self.start_cash
         self._reset_benchmark(env_ids)
-        self.close_now[env_ids] = self._prices(self._close, self.start_day)[env_ids]
-        self._score[env_ids] = self._score_to_date()[env_ids]
+        start = self.start_day[env_ids]
+        self.close_now[env_ids] = self._close.take(start[:, None] * self._n_symbols + self.symbols[env_ids])
+        self._rescore(env_ids)
 
     def _reset_benchmark(self, env_ids: np.ndarray) -> None:
         symbols = self.symbols[env_ids]
         open_price = self._open.take((self.start_day[env_ids] + 1)[:, None] * self._n_symbols + symbols)
-        cash = np.full(len(env_ids), self.start_cash)
-        work = Workspace(*symbols.shape)
-        weights = np.full(symbols.shape, 1.0 / self.n_stocks)
-        buy_price = open_price * (1.0 + self.task.slippage)
-        no_shares = np.zeros(symbols.shape)
-        fill_buys(cash, no_shares, open_price, weights, buy_price, self.task.position_cap, self.costs, work)
-        self.bench_shares[env_ids] = work.bought
-        self.bench_cash[env_ids] = cash - row_sum(work.buy_value + work.buy_costs)
+        shares, cash = np.zeros(symbols.shape), np.zeros(len(env_ids))
+        kernels.benchmark_buys(open_price, self._rules, shares, cash)
+        self.bench_shares[env_ids] = shares
+        self.bench_cash[env_ids] = cash
         self.bench_nav[env_ids] = self.start_cash
+
+    def _rescore(self, env_ids: np.ndarray) -> None:
+        kernels.rescore(
+            env_ids, self.t, self.nav, self.trade_days, self.costs_paid, self.bench_nav, self._sum_r,
+            self._sum_r2, self._max_dd, self._rules, self._metric_index, self._coefficients, self._score,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ step
     def step(self, sell_frac: np.ndarray, buy_frac: np.ndarray) -> StepReport:
-        """Advance every episode by one decision. Fractions are (B, K) arrays in [0, 1]."""
-        w = self._work
-        fill_day = self.day + 1
-        np.multiply(fill_day[:, None], self._n_symbols, out=w.index)
-        w.index += self.symbols
-        self._open.take(w.index, out=w.open)
-        np.multiply(w.open, 1.0 - self.task.slippage, out=w.sell_price)
-        np.multiply(w.open, 1.0 + self.task.slippage, out=w.buy_price)
-        step_costs = self._sell(sell_frac) + self._buy(buy_frac)
-
-        np.add(w.sold, w.bought, out=w.tmp)
-        np.greater(w.tmp, 0.0, out=w.mask)
-        n_trades = np.count_nonzero(w.mask, axis=1)
-        # asked for but no share moved, and not because it was rejected
-        w.unfilled[:] = ((sell_frac > 0) | (buy_frac > 0)) & ~w.mask & ~w.rejected
-        reward, done = self._mark(step_costs, n_trades > 0)
-        return StepReport(
-            reward, done, step_costs, w.sold, w.bought, w.sell_price, w.buy_price, w.sell_costs, w.buy_costs,
-            n_trades, w.capped, w.rejected, w.unfilled,
-        )  # fmt: skip
-
-    def _sell(self, sell_frac: np.ndarray) -> np.ndarray:
-        """Fill the sells into the work buffers; returns the fees paid per env."""
-        w = self._work
-        if not sell_frac.any():
-            for array in (w.sold, w.sell_value, w.sell_costs):
-                array.fill(0.0)
-            w.rejected.fill(False)
-            return np.zeros(self.n_envs)
-        np.multiply(sell_frac, self.shares, out=w.sold)
-        np.floor(w.sold, out=w.sold)
-        np.multiply(w.sold, w.sell_price, out=w.sell_value)
-        np.multiply(w.sell_value, self.costs.sell_rate, out=w.sell_costs)
-        np.minimum(w.sold, 1.0, out=w.tmp)  # 1 where shares are sold: the DP charge is per symbol sold
-        w.tmp *= self.costs.sell_flat
-        w.sell_costs += w.tmp
-        np.greater(w.sell_costs, w.sell_value, out=w.rejected)
-        if w.rejected.any():
-            for array in (w.sold, w.sell_value, w.sell_costs):
-                array[w.rejected] = 0.0
-        np.subtract(w.sell_value, w.sell_costs, out=w.tmp)
-        self.cash += row_sum(w.tmp)
-        self.shares -= w.sold
-        np.greater(self.shares, 0.0, out=w.mask)
-        self.avg_cost *= w.mask  # a closed position has no average cost
-        return row_sum(w.sell_costs)
-
-    def _buy(self, buy_frac: np.ndarray) -> np.ndarray:
-        """Fill the buys (after the sells) into the work buffers; returns the fees paid per env."""
-        w = self._work
-        if not buy_frac.any():
-            for array in (w.bought, w.buy_value, w.buy_costs):
-                array.fill(0.0)
-            w.capped.fill(False)
-            return np.zeros(self.n_envs)
-        sell_rejected = w.rejected.copy()
-        cap = self.task.position_cap
-        fill_buys(self.cash, self.shares, w.open, buy_frac, w.buy_price, cap, self.costs, w)
-        w.rejected |= sell_rejected
-        np.add(w.buy_value, w.buy_costs, out=w.tmp)
-        self.cash -= row_sum(w.tmp)
-        # average cost (fill price incl. slippage) of the shares now held
-        np.multiply(self.shares, self.avg_cost, out=w.tmp)
-        w.tmp += w.buy_value
-        self.shares += w.bought
-        np.maximum(self.shares, 1.0, out=w.room)
-        np.divide(w.tmp, w.room, out=self.avg_cost)
-        return row_sum(w.buy_costs)
-
-    def _mark(self, step_costs: np.ndarray, traded: np.ndarray) -> tuple:
-        """Mark the book at the close of the fill day (``work.index`` still points at it)."""
-        w = self._work
-        self._close.take(w.index, out=self.close_now)
-        np.multiply(self.shares, self.close_now, out=w.tmp)
-        nav = self.cash + row_sum(w.tmp)
-        previous = self.nav[self._rows, self.t]
-        self.t += 1
-        self.nav[self._rows, self.t] = nav
-        self.trade_days += traded
-        self.costs_paid += step_costs
-        np.multiply(self.bench_shares, self.close_now, out=w.tmp)
-        self.bench_nav = self.bench_cash + row_sum(w.tmp)
-        r = nav / previous - 1.0
-        self._sum_r += r
-        self._sum_r2 += r * r
-        np.maximum(self._peak, nav, out=self._peak)
-        np.maximum(self._max_dd, 1.0 - nav / self._peak, out=self._max_dd)
-        score = self._score_to_date()
-        done = self.t >= self.n_days
-        if done.any():
-            score = np.where(done, self.final_scores(done), score)
-        reward = score - self._score
-        self._score = score
-        return reward, done
+        """Advance every episode by one decision. Fractions are (B, K) float64 arrays in [0, 1]."""
+        report = self._report
+        sell_frac = np.ascontiguousarray(sell_frac, dtype=np.float64)
+        buy_frac = np.ascontiguousarray(buy_frac, dtype=np.float64)
+        if self._step_kernel(sell_frac, buy_frac, *self._kernel_arrays):  # some episodes finished:
+            done = report.done  # their final score comes from the full NAV series
+            final = self.final_scores(done)[done]
+            report.reward[done] = final - self._score[done]
+            self._score[done] = final
+        return report
 
     # --------------------------------------------------------------------------------------- grading
-    def _running_metrics(self) -> dict[str, np.ndarray]:
-        t = self.t.astype(np.float64)
-        total_return = self.nav[self._rows, self.t] / self.start_cash - 1.0
-        benchmark = self.bench_nav / self.start_cash - 1.0
-        return {
-            "sharpe": sharpe_from_moments(self._sum_r, self._sum_r2, t),
-            "total_return": total_return,
-            "max_drawdown": self._max_dd,
-            "activity": self.trade_days / np.maximum(t, 1.0),
-            "benchmark_return": benchmark,
-            "excess_return": total_return - benchmark,
-            "cost_ratio": self.costs_paid / self.start_cash,
-        }
-
-    def _score_to_date(self) -> np.ndarray:
-        return self.grader.score(self._running_metrics())[0]
-
     def metrics(self, env_ids: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
         """Full-series metrics of finished episodes (the authoritative grade inputs)."""
         return nav_metrics(
@@ -366,11 +239,16 @@ class MarketSimulator:
         self.costs_paid[env_id] = state.costs_paid
         nav = np.asarray(state.nav)
         returns = nav[1:] / nav[:-1] - 1.0
-        self._sum_r[env_id], self._sum_r2[env_id] = returns.sum(), (returns * returns).sum()
+        if t:
+            self._sum_r[env_id], self._sum_r2[env_id] = (
+                np.cumsum(returns)[-1],
+                np.cumsum(returns * returns)[-1],
+            )
         self._peak[env_id] = nav.max()
         self._max_dd[env_id] = (1.0 - nav / np.maximum.accumulate(nav)).max()
         day = state.start_day + t
         self.close_now[env_id] = self._close.take(day * self._n_symbols + self.symbols[env_id])
-        held = row_sum(self.bench_shares[env_id : env_id + 1] * self.close_now[env_id : env_id + 1])[0]
+        # running sums as the step kernel accumulates them (in order), so the fork continues bit for bit
+        held = np.cumsum(self.bench_shares[env_id] * self.close_now[env_id])[-1]
         self.bench_nav[env_id] = self.start_cash if t == 0 else self.bench_cash[env_id] + held
-        self._score[env_id] = self._score_to_date()[env_id]
+        self._rescore(np.array([env_id]))
