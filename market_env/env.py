@@ -57,6 +57,8 @@ from market_env.errors import EpisodeFinishedError
 from market_env.market import Market, PriceData, trades_of
 from market_env.observations import render_text, render_vectors
 
+NUMERIC_ACTION = ParsedAction()  # a numeric action always parses: its invalid values are held and flagged
+
 
 class MarketEnv(gymnasium.Env):
     metadata = {"render_modes": ["ansi"]}
@@ -132,7 +134,7 @@ class MarketEnv(gymnasium.Env):
                 f"numeric action must have shape ({self.market.task.n_stocks},), got {values.shape}"
             )
         sell, buy, nonfinite = numeric_to_fractions(values)
-        return sell, buy, ParsedAction(), nonfinite
+        return sell, buy, NUMERIC_ACTION, nonfinite
 
     def _observe(self) -> Any:
         snapshot = self.market.snapshot()

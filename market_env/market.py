@@ -6,6 +6,7 @@ Keeping it here means both envs build identical episodes, observations and info 
 from __future__ import annotations
 
 import functools
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,17 @@ def trades_of(report: StepReport, i: int, names: tuple[str, ...]) -> list[dict]:
         ("SELL", report.sold[i], report.sell_price[i], report.sell_costs[i]),
         ("BUY", report.bought[i], report.buy_price[i], report.buy_costs[i]),
     ):
+        filled = shares.tolist()
         trades += [
-            {"side": side, "symbol": name, "shares": int(n), "price": p, "value": n * p, "costs": c}
-            for name, n, p, c in zip(names, shares.tolist(), price.tolist(), fees.tolist()) if n > 0
+            {"side": side, "symbol": names[k], "shares": int(filled[k]), "price": p, "value": filled[k] * p,
+             "costs": c}
+            for k, p, c in compress(zip(range(len(names)), price.tolist(), fees.tolist()), filled)
         ]  # fmt: skip
     return trades
 
 
 def _named(flags: np.ndarray, names: tuple[str, ...]) -> list[str]:
-    return [name for name, flag in zip(names, flags.tolist()) if flag]
+    return list(compress(names, flags.tolist()))
 
 
 class Market:
