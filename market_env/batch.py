@@ -22,9 +22,9 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+from numba.typed import List
 
 from market_env.actions import numeric_to_fractions, orders_to_fractions, parse_action
-from market_env.episodes import Episode
 from market_env.market import Market, PriceData
 from market_env.observations import render_text, render_vectors
 from market_env.simulator import EpisodeState
@@ -54,6 +54,9 @@ class BatchMarketEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, n_envs)
         self._first_seed = seed
         self._rngs: list[np.random.Generator] = []
+        self._rng_list: List | None = (
+            None  # the same generators as a numba typed list, built when first needed
+        )
         self._names: list[tuple[str, ...]] = [()] * n_envs
         self._fractions_out = (
             np.zeros((n_envs, self.market.task.n_stocks)),
@@ -76,15 +79,16 @@ class BatchMarketEnv(VectorEnv):
         else:
             seeds = list(seed)
         self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        self._rng_list = None
         episodes = (options or {}).get("episodes") or [self.market.sampler.sample(rng) for rng in self._rngs]
-        self._start(np.arange(self.num_envs), list(episodes))
+        self.market.sim.reset_envs(np.arange(self.num_envs), list(episodes))
+        self._name_slots(np.arange(self.num_envs))
         infos = self._common_info() | {
             "episodes": self.market.episode_infos(np.arange(self.num_envs)),
         }
         return self._observe(), infos
 
-    def _start(self, env_ids: np.ndarray, episodes: list[Episode]) -> None:
-        self.market.sim.reset_envs(env_ids, episodes)
+    def _name_slots(self, env_ids: np.ndarray) -> None:
         for i, names in zip(env_ids.tolist(), self.market.names_for(env_ids)):
             self._names[i] = names
 
@@ -112,7 +116,11 @@ class BatchMarketEnv(VectorEnv):
         for i, grade in zip(finished, self.market.grades(finished)):
             grades[i] = grade
         infos["grade"], infos["_grade"] = grades, done.copy()
-        self._start(finished, [self.market.sampler.sample(self._rngs[i]) for i in finished])
+        if self._rng_list is None:  # the slots' generators as one typed list: one compiled call draws all
+            self._rng_list = List(self._rngs)
+        start_days, symbols = self.market.sampler.sample_many(self._rng_list, finished)
+        self.market.sim.start_episodes(finished, start_days, symbols)
+        self._name_slots(finished)
 
     def _fractions(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str] | None]:
         n_envs, n_stocks = self.num_envs, self.market.task.n_stocks

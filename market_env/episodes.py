@@ -4,6 +4,11 @@ An episode of N decisions starting at calendar day t0 decides at the closes of t
 opens of t0+1..t0+N and is marked at the closes of t0+1..t0+N. Its days t0..t0+N all lie inside the split.
 Its stocks have a row on every calendar day of [t0 - lookback, t0 + N], so every indicator is defined
 and no price is missing; they are drawn without replacement and kept in alphabetical order.
+
+The draw is compiled (``draw_episode``) so a batch can restart hundreds of finished episodes in one call.
+It consumes the generator exactly as ``rng.integers(n_starts)`` then ``rng.choice(pool, K, replace=False)``
+of NumPy 2 would (Floyd's algorithm, then the shuffle ``choice`` applies), so a seed plays the episodes
+it always has (``tests/market_env/reference_episodes.json``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
+from numba.typed import List
 
 from data.panel import Panel
 from data.splits import Split
@@ -30,7 +37,10 @@ class EpisodeSampler:
 
     def __init__(self, panel: Panel, task: TaskSpec, split: Split, lookback: int) -> None:
         self.panel, self.task, self.split, self.lookback = panel, task, split, lookback
-        self.start_days, self._eligible = self._valid_start_days()
+        self.start_days, eligible = self._valid_start_days()
+        # every start day's eligible symbols, concatenated: pool j is pools[offsets[j]:offsets[j + 1]]
+        self._offsets = np.concatenate([[0], np.cumsum([len(pool) for pool in eligible])]).astype(np.int64)
+        self._pools = np.concatenate(eligible).astype(np.int64) if eligible else np.zeros(0, np.int64)
         if len(self.start_days) == 0:
             raise EpisodeError(
                 f"no valid {task.name} episode in split {split.name} ({split.start}..{split.end}): "
@@ -58,9 +68,18 @@ class EpisodeSampler:
         return self.panel.complete_symbols(*self._window(start_day))
 
     def sample(self, rng: np.random.Generator) -> Episode:
-        j = rng.integers(len(self.start_days))
-        chosen = rng.choice(self._eligible[j], size=self.task.n_stocks, replace=False)
-        return Episode(int(self.start_days[j]), tuple(np.sort(chosen).tolist()))
+        symbols = np.empty(self.task.n_stocks, dtype=np.int64)
+        start_day = draw_episode(rng, self.start_days, self._offsets, self._pools, symbols)
+        return Episode(int(start_day), tuple(sorted(symbols.tolist())))
+
+    def sample_many(self, rngs: List, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One episode from each generator ``rngs[slot]`` (a numba typed List, built once: passing it
+        costs nothing, while passing a generator costs ~9 µs): start days (n,), sorted symbols (n, K)."""
+        start_days = np.empty(len(slots), dtype=np.int64)
+        symbols = np.empty((len(slots), self.task.n_stocks), dtype=np.int64)
+        draw_episodes(rngs, slots, self.start_days, self._offsets, self._pools, start_days, symbols)
+        symbols.sort(axis=1)
+        return start_days, symbols
 
     def explicit(self, start_date: str, symbols: Sequence[str]) -> Episode:
         """An episode named by its first decision date and its symbols (checked against every rule)."""
@@ -82,3 +101,54 @@ class EpisodeSampler:
             names = [self.panel.symbols[i] for i in missing]
             raise EpisodeError(f"{names} lack rows in the window of an episode starting {start_date}")
         return Episode(start_day, tuple(indices))
+
+
+@njit(cache=True)
+def _mask(value: int) -> int:
+    """The smallest all-ones bit mask >= value (NumPy's ``_gen_mask``)."""
+    for shift in (1, 2, 4, 8, 16, 32):
+        value |= value >> shift
+    return value
+
+
+@njit(cache=True)
+def draw_episodes(rngs, slots, start_days, offsets, pools, start_out, symbols_out) -> None:
+    """``draw_episode`` for each slot, with generator ``rngs[slot]``, into row ``row`` of the outputs."""
+    for row in range(slots.shape[0]):
+        start_out[row] = draw_episode(rngs[slots[row]], start_days, offsets, pools, symbols_out[row])
+
+
+@njit(cache=True)
+def draw_episode(rng, start_days, offsets, pools, symbols_out) -> int:
+    """A start day (returned), then K distinct symbols of its pool (into ``symbols_out``, unsorted).
+
+    Bounded draws go through ``Generator.integers`` (Lemire's method, as NumPy's ``choice`` uses
+    internally), so the stream matches NumPy's ``integers`` + ``choice(replace=False)`` draw for draw.
+    """
+    size = symbols_out.shape[0]
+    j = rng.integers(0, start_days.shape[0])
+    first, population = offsets[j], offsets[j + 1] - offsets[j]
+    # Floyd's algorithm with an open-addressing set, exactly as NumPy's choice
+    mask = _mask(np.int64(1.2 * size))
+    taken = np.full(mask + 1, -1, dtype=np.int64)
+    chosen = np.empty(size, dtype=np.int64)
+    for candidate in range(population - size, population):
+        value = rng.integers(0, candidate + 1)
+        slot = value & mask
+        while taken[slot] != -1 and taken[slot] != value:
+            slot = (slot + 1) & mask
+        if taken[slot] == -1:
+            taken[slot] = value
+        else:  # already chosen: take ``candidate`` itself
+            value = candidate
+            slot = candidate & mask
+            while taken[slot] != -1:
+                slot = (slot + 1) & mask
+            taken[slot] = value
+        chosen[candidate - population + size] = value
+    for i in range(size - 1, 0, -1):  # choice then shuffles its result; the order is discarded (sorted)
+        swap = rng.integers(0, i + 1)
+        chosen[i], chosen[swap] = chosen[swap], chosen[i]
+    for k in range(size):
+        symbols_out[k] = pools[first + chosen[k]]
+    return start_days[j]

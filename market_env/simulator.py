@@ -150,9 +150,13 @@ class MarketSimulator:
         return self.start_day + self.t
 
     def reset_envs(self, env_ids: np.ndarray, episodes: Sequence[Episode]) -> None:
-        env_ids = np.asarray(env_ids, dtype=np.int64)
-        self.start_day[env_ids] = [episode.start_day for episode in episodes]
-        self.symbols[env_ids] = [episode.symbols for episode in episodes]
+        start_days = [episode.start_day for episode in episodes]
+        self.start_episodes(np.asarray(env_ids, dtype=np.int64), start_days, [e.symbols for e in episodes])
+
+    def start_episodes(self, env_ids: np.ndarray, start_days: Sequence[int], symbols: Sequence) -> None:
+        """Start new episodes in slots ``env_ids``: their start days (n,) and symbol indices (n, K)."""
+        self.start_day[env_ids] = start_days
+        self.symbols[env_ids] = symbols
         self.t[env_ids] = 0
         self.cash[env_ids] = self.start_cash
         self.shares[env_ids] = 0.0
