@@ -377,12 +377,13 @@ def render_rows(
             row = (day[b] * n_symbols + symbols[b, k]) * n_market  # flat index: ~25% faster than 3-D
             for f in range(n_market):
                 out[b, k * n_market + f] = flat_table[row + f]
-            is_held = shares[b, k] > 0.0
+            is_held = 1.0 if shares[b, k] > 0.0 else 0.0
             out[b, weight + k] = shares[b, k] * close[b, k] * inverse_nav
-            # unrealised P&L where held; a flat position has avg cost 0, floored to stay finite, then zeroed
-            gain = (close[b, k] / max(avg_cost[b, k], 1e-9) - 1.0) * 10.0 if is_held else 0.0
+            # unrealised P&L where held: a flat position has avg cost 0, floored to stay finite, then zeroed
+            # (a product, not a branch: which stocks are held is unpredictable)
+            gain = (close[b, k] / max(avg_cost[b, k], 1e-9) - 1.0) * 10.0 * is_held
             out[b, pnl + k] = min(max(gain, -clip), clip)
-            out[b, held + k] = 1.0 if is_held else 0.0
+            out[b, held + k] = is_held
         out[b, globals_at] = cash[b] / nav[b]
         out[b, globals_at + 1] = min(max((nav[b] / start_cash - 1.0) * 10.0, -clip), clip)
         out[b, globals_at + 2] = t[b] / n_days

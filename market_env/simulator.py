@@ -1,7 +1,8 @@
-"""The pure market simulator: B independent episodes stepped at once with numpy.
+"""The pure market simulator: B independent episodes stepped at once.
 
 The single env is this simulator with B = 1 and the batch env is the same class with B = n_envs, so there
-is one implementation of the market rules. Only ``reset_envs``, ``step`` and ``load_state`` change state.
+is one implementation of the market rules. Only ``start_episodes``, ``step`` and ``load_state`` change
+state.
 
 Execution of a step (decision at the close of day d; DESIGN.md "Market rules"):
 1. Sells fill at open[d+1] * (1 - slippage): floor(fraction * shares held) shares. A sell whose fees exceed
