@@ -15,7 +15,9 @@ text mode ``invalid_reason`` (a list of strings); plus ``env_version``, ``task_v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,28 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numba.typed import List
 
+from market_env import kernels
 from market_env.actions import numeric_to_fractions, orders_to_fractions, parse_action
 from market_env.market import Market, PriceData
 from market_env.observations import render_text, render_vectors
 from market_env.simulator import EpisodeState
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch ends its episodes.
+
+    Ending 1,024 episodes builds ~9,000 dicts and lists (grades, infos, names) that all stay alive; with
+    the collector on, that triggers a dozen collections of everything recently allocated, ~12% of the
+    batch's time (measured). Nothing here makes reference cycles, so nothing is left uncollected.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class BatchMarketEnv(VectorEnv):
@@ -111,14 +131,25 @@ class BatchMarketEnv(VectorEnv):
         return self._observe(), reward, done, np.zeros(self.num_envs, dtype=bool), infos
 
     def _finish(self, done: np.ndarray, infos: dict) -> None:
+        with _collector_paused():
+            self._finish_episodes(done, infos)
+
+    def _finish_episodes(self, done: np.ndarray, infos: dict) -> None:
         finished = np.flatnonzero(done)
         grades: list[dict | None] = [None] * self.num_envs
         for i, grade in zip(finished, self.market.grades(finished)):
             grades[i] = grade
         infos["grade"], infos["_grade"] = grades, done.copy()
-        if self._rng_list is None:  # the slots' generators as one typed list: one compiled call draws all
-            self._rng_list = List(self._rngs)
-        start_days, symbols = self.market.sampler.sample_many(self._rng_list, finished)
+        sampler = self.market.sampler
+        if self.num_envs >= kernels.PARALLEL_MIN_ENVS:
+            # one compiled call draws every new episode; its typed list of generators is built once per
+            # reset and its code compiles once per process (~0.2 s), which only large batches win back
+            if self._rng_list is None:
+                self._rng_list = List(self._rngs)
+            start_days, symbols = sampler.sample_many(self._rng_list, finished)
+        else:
+            episodes = [sampler.sample(self._rngs[i]) for i in finished]
+            start_days, symbols = [e.start_day for e in episodes], [e.symbols for e in episodes]
         self.market.sim.start_episodes(finished, start_days, symbols)
         self._name_slots(finished)
 
