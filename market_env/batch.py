@@ -115,7 +115,7 @@ class BatchMarketEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         sell, buy, invalid, reasons = self._fractions(actions)
         sim = self.market.sim
-        report = sim.step(sell, buy)
+        report, vectors = self.market.step(sell, buy)
         infos = self._common_info() | {
             "nav": sim.nav[sim.rows, sim.t],
             "cash": sim.cash.copy(),
@@ -128,7 +128,9 @@ class BatchMarketEnv(VectorEnv):
         reward, done = report.reward.copy(), report.done.copy()  # the report is reused by the next step
         if done.any():
             self._finish(done, infos)
-        return self._observe(), reward, done, np.zeros(self.num_envs, dtype=bool), infos
+            vectors = None  # the finished slots have started new episodes: observe those
+        observations = vectors if vectors is not None else self._observe()
+        return observations, reward, done, np.zeros(self.num_envs, dtype=bool), infos
 
     def _finish(self, done: np.ndarray, infos: dict) -> None:
         with _collector_paused():

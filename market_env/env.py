@@ -106,7 +106,7 @@ class MarketEnv(gymnasium.Env):
         if self._finished:
             raise EpisodeFinishedError("the episode has ended; call reset() before step()")
         sell, buy, parsed, nonfinite = self._fractions(action)
-        report = self.market.sim.step(sell[None], buy[None])
+        report, vectors = self.market.step(sell[None], buy[None])
         terminated = bool(report.done[0])
         self._finished = terminated
         info = self.market.step_info(0, report, self._names)
@@ -116,7 +116,8 @@ class MarketEnv(gymnasium.Env):
             info["nonfinite_actions"] = [self._names[k] for k in np.flatnonzero(nonfinite)]
         if terminated:
             info["grade"] = self.market.grades(np.array([0]))[0]
-        return self._observe(), float(report.reward[0]), terminated, False, info
+        observation = vectors[0] if vectors is not None else self._observe()
+        return observation, float(report.reward[0]), terminated, False, info
 
     def _fractions(self, action: Any) -> tuple[np.ndarray, np.ndarray, ParsedAction, np.ndarray | None]:
         if self.market.obs_mode == "text":

@@ -353,28 +353,32 @@ def render_rows(
     last: int,
     out: np.ndarray,
     market_table: np.ndarray,
-    day: np.ndarray,
+    start_day: np.ndarray,
+    t: np.ndarray,
+    nav: np.ndarray,
     symbols: np.ndarray,
     shares: np.ndarray,
     close: np.ndarray,
     avg_cost: np.ndarray,
-    nav: np.ndarray,
     cash: np.ndarray,
-    t: np.ndarray,
     n_days: int,
     start_cash: float,
     clip: float,
 ) -> None:
-    """Numeric observations of episodes ``first``..``last - 1`` into ``out`` (see market_env.observations)."""
+    """Numeric observations of episodes ``first``..``last - 1`` into ``out`` (see market_env.observations).
+
+    ``nav`` is the NAV series (B, N + 1): the current value is ``nav[b, t[b]]``, the day ``start_day + t``.
+    """
     n_stocks = shares.shape[1]
     n_market = market_table.shape[2]
     weight, pnl, held = n_stocks * n_market, n_stocks * (n_market + 1), n_stocks * (n_market + 2)
     globals_at = n_stocks * (n_market + 3)
     n_symbols, flat_table = market_table.shape[1], market_table.reshape(-1)
     for b in range(first, last):
-        inverse_nav = 1.0 / nav[b]
+        nav_now, day = nav[b, t[b]], start_day[b] + t[b]
+        inverse_nav = 1.0 / nav_now
         for k in range(n_stocks):
-            row = (day[b] * n_symbols + symbols[b, k]) * n_market  # flat index: ~25% faster than 3-D
+            row = (day * n_symbols + symbols[b, k]) * n_market  # flat index: ~25% faster than 3-D
             for f in range(n_market):
                 out[b, k * n_market + f] = flat_table[row + f]
             is_held = 1.0 if shares[b, k] > 0.0 else 0.0
@@ -384,8 +388,8 @@ def render_rows(
             gain = (close[b, k] / max(avg_cost[b, k], 1e-9) - 1.0) * 10.0 * is_held
             out[b, pnl + k] = min(max(gain, -clip), clip)
             out[b, held + k] = is_held
-        out[b, globals_at] = cash[b] / nav[b]
-        out[b, globals_at + 1] = min(max((nav[b] / start_cash - 1.0) * 10.0, -clip), clip)
+        out[b, globals_at] = cash[b] / nav_now
+        out[b, globals_at + 1] = min(max((nav_now / start_cash - 1.0) * 10.0, -clip), clip)
         out[b, globals_at + 2] = t[b] / n_days
 
 
@@ -405,6 +409,59 @@ def render_parallel(n_blocks: int, out: np.ndarray, *arrays) -> None:
 
 
 @jit
+def step_observe_rows(
+    first: int,
+    last: int,
+    out: np.ndarray,
+    market_table: np.ndarray,
+    clip: float,
+    sell_frac: np.ndarray,
+    buy_frac: np.ndarray,
+    open_flat: np.ndarray,
+    close_flat: np.ndarray,
+    n_symbols: int,
+    rules: np.ndarray,
+    metric_index: np.ndarray,
+    coefficients: np.ndarray,
+    start_day: np.ndarray,
+    symbols: np.ndarray,
+    t: np.ndarray,
+    cash: np.ndarray,
+    shares: np.ndarray,
+    avg_cost: np.ndarray,
+    nav: np.ndarray,
+    trade_days: np.ndarray,
+    costs_paid: np.ndarray,
+    close_now: np.ndarray,
+    *report,
+) -> int:
+    """``step_rows``, then ``render_rows`` of the same episodes while their state is still in cache."""
+    finished = step_rows(first, last, sell_frac, buy_frac, open_flat, close_flat, n_symbols, rules,
+                         metric_index, coefficients, start_day, symbols, t, cash, shares, avg_cost, nav,
+                         trade_days, costs_paid, close_now, *report)  # fmt: skip
+    render_rows(first, last, out, market_table, start_day, t, nav, symbols, shares, close_now, avg_cost, cash,
+                rules[N_DAYS], rules[START_CASH], clip)  # fmt: skip
+    return finished
+
+
+@jit
+def step_observe_serial(out: np.ndarray, *arrays) -> int:
+    """One decision for every episode and its next observation (``step_observe_rows`` from ``out``)."""
+    return step_observe_rows(0, out.shape[0], out, *arrays)
+
+
+@njit(cache=True, parallel=True)
+def step_observe_parallel(n_blocks: int, out: np.ndarray, *arrays) -> int:
+    """``step_observe_serial`` with the episodes split into ``n_blocks`` blocks (one per thread)."""
+    n_envs = out.shape[0]
+    size = (n_envs + n_blocks - 1) // n_blocks
+    finished = 0
+    for block in prange(n_blocks):
+        finished += step_observe_rows(block * size, min((block + 1) * size, n_envs), out, *arrays)
+    return finished
+
+
+@jit
 def numeric_fractions(
     actions: np.ndarray, deadzone: float, sell: np.ndarray, buy: np.ndarray, nonfinite: np.ndarray
 ) -> int:
@@ -420,7 +477,8 @@ def numeric_fractions(
                 n_bad += 1
                 a = 0.0
             a = min(max(a, -1.0), 1.0)
-            # division (not multiplication by 1 / 0.9) maps |a| = 1 to exactly 1.0
-            buy[b, k] = max((a - deadzone) / (1.0 - deadzone), 0.0)
-            sell[b, k] = max((-a - deadzone) / (1.0 - deadzone), 0.0)
+            # division (not multiplication by 1 / 0.9) maps |a| = 1 to exactly 1.0; one side is always 0
+            fraction = max((abs(a) - deadzone) / (1.0 - deadzone), 0.0)
+            buy[b, k] = fraction if a > 0.0 else 0.0
+            sell[b, k] = fraction if a < 0.0 else 0.0
     return n_bad

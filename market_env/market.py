@@ -126,15 +126,22 @@ class Market:
         if env_ids is None:  # the per-step case: no indexing, arrays as they are
             return Snapshot(
                 panel=self.panel, market_table=self.table, day=sim.day, t=sim.t, n_days=sim.n_days,
-                start_day=sim.start_day, symbols=sim.symbols, cash=sim.cash, nav=nav,
+                start_day=sim.start_day, symbols=sim.symbols, cash=sim.cash, nav=nav, nav_series=sim.nav,
                 start_cash=sim.start_cash, shares=sim.shares, avg_cost=sim.avg_cost, close=sim.close_now,
             )  # fmt: skip
         return Snapshot(
             panel=self.panel, market_table=self.table, day=sim.day[env_ids], t=sim.t[env_ids],
             n_days=sim.n_days, start_day=sim.start_day[env_ids], symbols=sim.symbols[env_ids],
-            cash=sim.cash[env_ids], nav=nav[env_ids], start_cash=sim.start_cash, shares=sim.shares[env_ids],
-            avg_cost=sim.avg_cost[env_ids], close=sim.close_now[env_ids],
+            cash=sim.cash[env_ids], nav=nav[env_ids], nav_series=sim.nav[env_ids], start_cash=sim.start_cash,
+            shares=sim.shares[env_ids], avg_cost=sim.avg_cost[env_ids], close=sim.close_now[env_ids],
         )  # fmt: skip
+
+    def step(self, sell_frac: np.ndarray, buy_frac: np.ndarray) -> tuple[StepReport, np.ndarray | None]:
+        """Step every episode; in numeric mode the next observations come from the same compiled pass."""
+        if self.obs_mode != "numeric":
+            return self.sim.step(sell_frac, buy_frac), None
+        vectors = np.empty((self.sim.n_envs, vector_size(self.task.n_stocks)), dtype=np.float32)
+        return self.sim.step(sell_frac, buy_frac, observe=(vectors, self.table, CLIP)), vectors
 
     # ----------------------------------------------------------------------------------------- info
     def base_info(self) -> dict[str, Any]:

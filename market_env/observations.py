@@ -83,6 +83,7 @@ class Snapshot:
     symbols: np.ndarray  # (B, K) panel symbol indices
     cash: np.ndarray  # (B,)
     nav: np.ndarray  # (B,)
+    nav_series: np.ndarray  # (B, N + 1): nav[b] is nav_series[b, t[b]]
     start_cash: float
     shares: np.ndarray  # (B, K)
     avg_cost: np.ndarray  # (B, K)
@@ -99,9 +100,9 @@ def render_vectors(snapshot: Snapshot) -> np.ndarray:
     n_envs, n_stocks = snapshot.symbols.shape
     out = np.empty((n_envs, vector_size(n_stocks)), dtype=np.float32)
     arrays = (
-        snapshot.market_table, snapshot.day, snapshot.symbols, snapshot.shares, snapshot.close,
-        snapshot.avg_cost, snapshot.nav, snapshot.cash, snapshot.t, snapshot.n_days, snapshot.start_cash,
-        CLIP,
+        snapshot.market_table, snapshot.start_day, snapshot.t, snapshot.nav_series, snapshot.symbols,
+        snapshot.shares, snapshot.close, snapshot.avg_cost, snapshot.cash, snapshot.n_days,
+        snapshot.start_cash, CLIP,
     )  # fmt: skip
     if n_envs >= kernels.PARALLEL_MIN_ENVS:
         kernels.render_parallel(numba.get_num_threads(), out, *arrays)

@@ -98,9 +98,12 @@ class MarketSimulator:
         self._rules = kernel_rules
         self._metric_index, self._coefficients = grader.kernel_table()
         if n_envs >= kernels.PARALLEL_MIN_ENVS:  # one block of episodes per thread
-            self._step_kernel = functools.partial(kernels.step_parallel, numba.get_num_threads())
+            blocks = numba.get_num_threads()
+            self._step_kernel = functools.partial(kernels.step_parallel, blocks)
+            self._step_observe_kernel = functools.partial(kernels.step_observe_parallel, blocks)
         else:
             self._step_kernel = kernels.step_serial
+            self._step_observe_kernel = kernels.step_observe_serial
 
         shape, stock_shape = (n_envs,), (n_envs, task.n_stocks)
         self.start_day = np.zeros(shape, dtype=np.int64)
@@ -189,12 +192,20 @@ class MarketSimulator:
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ step
-    def step(self, sell_frac: np.ndarray, buy_frac: np.ndarray) -> StepReport:
-        """Advance every episode by one decision. Fractions are (B, K) float64 arrays in [0, 1]."""
+    def step(self, sell_frac: np.ndarray, buy_frac: np.ndarray, observe: tuple | None = None) -> StepReport:
+        """Advance every episode by one decision. Fractions are (B, K) float64 arrays in [0, 1].
+
+        ``observe=(out, market_table, clip)`` also writes the next numeric observations into ``out`` in the
+        same compiled pass (``market_env.observations`` owns that layout; this only saves a second pass).
+        """
         report = self._report
         sell_frac = np.ascontiguousarray(sell_frac, dtype=np.float64)
         buy_frac = np.ascontiguousarray(buy_frac, dtype=np.float64)
-        if self._step_kernel(sell_frac, buy_frac, *self._kernel_arrays):  # some episodes finished:
+        if observe is None:
+            finished = self._step_kernel(sell_frac, buy_frac, *self._kernel_arrays)
+        else:
+            finished = self._step_observe_kernel(*observe, sell_frac, buy_frac, *self._kernel_arrays)
+        if finished:
             done = report.done  # their final score comes from the full NAV series
             final = self.final_scores(done)[done]
             report.reward[done] = final - self._score[done]

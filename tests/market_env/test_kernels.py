@@ -17,7 +17,7 @@ import pytest
 import market_env
 from market_env import kernels
 from market_env.actions import numeric_to_fractions
-from market_env.observations import render_vectors
+from market_env.observations import CLIP, render_vectors, vector_size
 
 STATE = ("t", "cash", "shares", "avg_cost", "nav", "trade_days", "costs_paid", "close_now", "bench_cash",
          "bench_shares", "bench_nav", "_sum_r", "_sum_r2", "_peak", "_max_dd", "_score")  # fmt: skip
@@ -45,16 +45,26 @@ def _play(batch, actions, kernel_module, monkeypatch, parallel_blocks=None):
     monkeypatch.setattr("market_env.actions.kernels", kernel_module)
     if parallel_blocks:
         sim._step_kernel = lambda *args: kernel_module.step_parallel(parallel_blocks, *args)
+        sim._step_observe_kernel = lambda *args: kernel_module.step_observe_parallel(parallel_blocks, *args)
     else:
         sim._step_kernel = kernel_module.step_serial
+        sim._step_observe_kernel = kernel_module.step_observe_serial
     obs, _ = batch.reset(seed=3)
     trace = [obs]
     for action in actions:
         obs, reward, done, _, _ = batch.step(action)
+        # the observation rendered inside the step equals a separate render of the new state
+        np.testing.assert_array_equal(obs, _render(kernel_module, batch.market.snapshot()))
         trace += [obs, reward, done]
         trace += [getattr(sim, name).copy() for name in STATE]
         trace += [getattr(sim._report, name).copy() for name in REPORT]
     return trace
+
+
+def _render(kernel_module, snapshot) -> np.ndarray:
+    out = np.empty((len(snapshot.t), vector_size(snapshot.symbols.shape[1])), np.float32)
+    kernel_module.render_serial(out, *_render_arguments(snapshot))
+    return out
 
 
 def _assert_identical(a: list, b: list) -> None:
@@ -95,6 +105,7 @@ def test_large_batches_run_in_parallel_and_match_the_serial_kernel():
     serial = market_env.make_batch("medium", n_envs=n_envs, seed=5)
     assert threaded.market.sim._step_kernel is not kernels.step_serial
     serial.market.sim._step_kernel = kernels.step_serial
+    serial.market.sim._step_observe_kernel = kernels.step_observe_serial
     obs_threaded, _ = threaded.reset()
     obs_serial, _ = serial.reset()
     actions = np.random.default_rng(3).uniform(-1, 1, (31, n_envs, 10))
@@ -104,15 +115,13 @@ def test_large_batches_run_in_parallel_and_match_the_serial_kernel():
         obs_serial, reward_serial, *_ = serial.step(action)
         np.testing.assert_array_equal(reward_threaded, reward_serial)
     snapshot = serial.market.snapshot()
-    sequential = np.empty_like(obs_serial)
-    kernels.render_serial(sequential, *_render_arguments(snapshot))
-    np.testing.assert_array_equal(render_vectors(snapshot), sequential)
+    np.testing.assert_array_equal(render_vectors(snapshot), _render(kernels, snapshot))
 
 
 def _render_arguments(snapshot):
-    return (snapshot.market_table, snapshot.day, snapshot.symbols, snapshot.shares, snapshot.close,
-            snapshot.avg_cost, snapshot.nav, snapshot.cash, snapshot.t, snapshot.n_days, snapshot.start_cash,
-            market_env.observations.CLIP)  # fmt: skip
+    return (snapshot.market_table, snapshot.start_day, snapshot.t, snapshot.nav_series, snapshot.symbols,
+            snapshot.shares, snapshot.close, snapshot.avg_cost, snapshot.cash, snapshot.n_days,
+            snapshot.start_cash, CLIP)  # fmt: skip
 
 
 def test_numeric_fractions_flag_and_hold_non_finite_values(interpreted):
