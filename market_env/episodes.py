@@ -5,10 +5,10 @@ opens of t0+1..t0+N and is marked at the closes of t0+1..t0+N. Its days t0..t0+N
 Its stocks have a row on every calendar day of [t0 - lookback, t0 + N], so every indicator is defined
 and no price is missing; they are drawn without replacement and kept in alphabetical order.
 
-The draw is compiled (``draw_episode``) so a batch can restart hundreds of finished episodes in one call.
-It consumes the generator exactly as ``rng.integers(n_starts)`` then ``rng.choice(pool, K, replace=False)``
-of NumPy 2 would (Floyd's algorithm, then the shuffle ``choice`` applies), so a seed plays the episodes
-it always has (``tests/market_env/reference_episodes.json``).
+An episode is ``rng.integers(n_starts)`` then ``rng.choice(pool, K, replace=False)``. A large batch restarts
+hundreds of finished episodes at once through a compiled copy of that draw (``draw_episode``: Floyd's
+algorithm, then the shuffle ``choice`` applies) that consumes each generator exactly as NumPy 2 does, so
+a seed plays the same episodes either way (tested, and ``tests/market_env/reference_episodes.json``).
 """
 
 from __future__ import annotations
@@ -68,13 +68,17 @@ class EpisodeSampler:
         return self.panel.complete_symbols(*self._window(start_day))
 
     def sample(self, rng: np.random.Generator) -> Episode:
-        symbols = np.empty(self.task.n_stocks, dtype=np.int64)
-        start_day = draw_episode(rng, self.start_days, self._offsets, self._pools, symbols)
-        return Episode(int(start_day), tuple(sorted(symbols.tolist())))
+        j = rng.integers(len(self.start_days))
+        pool = self._pools[self._offsets[j] : self._offsets[j + 1]]
+        chosen = rng.choice(pool, size=self.task.n_stocks, replace=False)
+        return Episode(int(self.start_days[j]), tuple(sorted(chosen.tolist())))
 
     def sample_many(self, rngs: List, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One episode from each generator ``rngs[slot]`` (a numba typed List, built once: passing it
-        costs nothing, while passing a generator costs ~9 µs): start days (n,), sorted symbols (n, K)."""
+        """``sample`` for each generator ``rngs[slot]``, compiled: start days (n,), sorted symbols (n, K).
+
+        ``rngs`` is a numba typed List of the generators, built once: handing numba a generator costs
+        ~9 µs and leaks a little memory each time (its ctypes interface), handing it the list neither.
+        """
         start_days = np.empty(len(slots), dtype=np.int64)
         symbols = np.empty((len(slots), self.task.n_stocks), dtype=np.int64)
         draw_episodes(rngs, slots, self.start_days, self._offsets, self._pools, start_days, symbols)
