@@ -11,6 +11,10 @@ batch size or thread count. The functions are plain Python on arrays and scalars
 test_kernels.py`` runs them uncompiled and checks that the compiled results are identical.
 
 The rules themselves are documented in ``market_env.simulator``; the grader formula in ``market_env.grader``.
+
+Threads: only batches of ``PARALLEL_MIN_ENVS`` or more use numba's thread pool (its OpenMP layer where the
+system has one); as with any OpenMP program, do not fork a process after it has stepped such a batch.
+Compiled code is cached in ``market_env/__pycache__``: the first run on a machine compiles for a few seconds.
 """
 
 from __future__ import annotations
