@@ -309,27 +309,6 @@ def step_rows(
 
 
 @jit
-def step_serial(sell_frac: np.ndarray, *arrays) -> int:
-    """One decision for every episode (the arguments of ``step_rows`` after ``sell_frac``)."""
-    return step_rows(0, sell_frac.shape[0], sell_frac, *arrays)
-
-
-@njit(cache=True, parallel=True)
-def step_parallel(n_blocks: int, sell_frac: np.ndarray, *arrays) -> int:
-    """``step_serial`` with the episodes split into ``n_blocks`` blocks (one per thread).
-
-    The threads run the serially compiled ``step_rows``: numba's parallel compilation of the loop body
-    itself ran twice as slow per thread (measured).
-    """
-    n_envs = sell_frac.shape[0]
-    size = (n_envs + n_blocks - 1) // n_blocks
-    finished = 0
-    for block in prange(n_blocks):
-        finished += step_rows(block * size, min((block + 1) * size, n_envs), sell_frac, *arrays)
-    return finished
-
-
-@jit
 def rescore(
     env_ids: np.ndarray,
     t: np.ndarray,
@@ -414,49 +393,35 @@ def render_parallel(n_blocks: int, out: np.ndarray, *arrays) -> None:
 
 @jit
 def step_observe_rows(
-    first: int,
-    last: int,
-    out: np.ndarray,
-    market_table: np.ndarray,
-    clip: float,
-    sell_frac: np.ndarray,
-    buy_frac: np.ndarray,
-    open_flat: np.ndarray,
-    close_flat: np.ndarray,
-    n_symbols: int,
-    rules: np.ndarray,
-    metric_index: np.ndarray,
-    coefficients: np.ndarray,
-    start_day: np.ndarray,
-    symbols: np.ndarray,
-    t: np.ndarray,
-    cash: np.ndarray,
-    shares: np.ndarray,
-    avg_cost: np.ndarray,
-    nav: np.ndarray,
-    trade_days: np.ndarray,
-    costs_paid: np.ndarray,
-    close_now: np.ndarray,
-    *report,
+    first: int, last: int, out: np.ndarray, market_table: np.ndarray, clip: float, sell: np.ndarray, *arrays
 ) -> int:
-    """``step_rows``, then ``render_rows`` of the same episodes while their state is still in cache."""
-    finished = step_rows(first, last, sell_frac, buy_frac, open_flat, close_flat, n_symbols, rules,
-                         metric_index, coefficients, start_day, symbols, t, cash, shares, avg_cost, nav,
-                         trade_days, costs_paid, close_now, *report)  # fmt: skip
+    """``step_rows`` (``arrays``: its arguments after ``sell_frac``), then, unless ``out`` has no columns
+    (text mode), ``render_rows`` of the same episodes while their state is still in cache."""
+    finished = step_rows(first, last, sell, *arrays)
+    if out.shape[1] == 0:
+        return finished
+    # the state render_rows reads, by position in step_rows' signature (a test compares with a fresh render)
+    rules, start_day, symbols, t, cash = arrays[4], arrays[7], arrays[8], arrays[9], arrays[10]
+    shares, avg_cost, nav, close_now = arrays[11], arrays[12], arrays[13], arrays[16]
     render_rows(first, last, out, market_table, start_day, t, nav, symbols, shares, close_now, avg_cost, cash,
                 rules[N_DAYS], rules[START_CASH], clip)  # fmt: skip
     return finished
 
 
 @jit
-def step_observe_serial(out: np.ndarray, *arrays) -> int:
-    """One decision for every episode and its next observation (``step_observe_rows`` from ``out``)."""
+def step_serial(out: np.ndarray, *arrays) -> int:
+    """One decision for every episode, and its next observation (the arguments of ``step_observe_rows``
+    from ``out``). Returns how many episodes finished."""
     return step_observe_rows(0, out.shape[0], out, *arrays)
 
 
 @njit(cache=True, parallel=True)
-def step_observe_parallel(n_blocks: int, out: np.ndarray, *arrays) -> int:
-    """``step_observe_serial`` with the episodes split into ``n_blocks`` blocks (one per thread)."""
+def step_parallel(n_blocks: int, out: np.ndarray, *arrays) -> int:
+    """``step_serial`` with the episodes split into ``n_blocks`` blocks (one per thread).
+
+    The threads run the serially compiled ``step_observe_rows``: numba's parallel compilation of the loop
+    body itself ran twice as slow per thread (measured).
+    """
     n_envs = out.shape[0]
     size = (n_envs + n_blocks - 1) // n_blocks
     finished = 0

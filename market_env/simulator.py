@@ -98,12 +98,11 @@ class MarketSimulator:
         self._rules = kernel_rules
         self._metric_index, self._coefficients = grader.kernel_table()
         if n_envs >= kernels.PARALLEL_MIN_ENVS:  # one block of episodes per thread
-            blocks = numba.get_num_threads()
-            self._step_kernel = functools.partial(kernels.step_parallel, blocks)
-            self._step_observe_kernel = functools.partial(kernels.step_observe_parallel, blocks)
+            self._step_kernel = functools.partial(kernels.step_parallel, numba.get_num_threads())
         else:
             self._step_kernel = kernels.step_serial
-            self._step_observe_kernel = kernels.step_observe_serial
+        # what the kernel takes when no observation is wanted: an output without columns
+        self._no_observation = (np.zeros((n_envs, 0), dtype=np.float32), np.zeros((1, 1, 1), np.float32), 0.0)
 
         shape, stock_shape = (n_envs,), (n_envs, task.n_stocks)
         self.start_day = np.zeros(shape, dtype=np.int64)
@@ -201,11 +200,8 @@ class MarketSimulator:
         report = self._report
         sell_frac = np.ascontiguousarray(sell_frac, dtype=np.float64)
         buy_frac = np.ascontiguousarray(buy_frac, dtype=np.float64)
-        if observe is None:
-            finished = self._step_kernel(sell_frac, buy_frac, *self._kernel_arrays)
-        else:
-            finished = self._step_observe_kernel(*observe, sell_frac, buy_frac, *self._kernel_arrays)
-        if finished:
+        observe = self._no_observation if observe is None else observe
+        if self._step_kernel(*observe, sell_frac, buy_frac, *self._kernel_arrays):  # some episodes ended:
             done = report.done  # their final score comes from the full NAV series
             final = self.final_scores(done)[done]
             report.reward[done] = final - self._score[done]

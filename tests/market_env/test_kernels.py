@@ -45,10 +45,8 @@ def _play(batch, actions, kernel_module, monkeypatch, parallel_blocks=None):
     monkeypatch.setattr("market_env.actions.kernels", kernel_module)
     if parallel_blocks:
         sim._step_kernel = lambda *args: kernel_module.step_parallel(parallel_blocks, *args)
-        sim._step_observe_kernel = lambda *args: kernel_module.step_observe_parallel(parallel_blocks, *args)
     else:
         sim._step_kernel = kernel_module.step_serial
-        sim._step_observe_kernel = kernel_module.step_observe_serial
     obs, _ = batch.reset(seed=3)
     trace = [obs]
     for action in actions:
@@ -105,7 +103,6 @@ def test_large_batches_run_in_parallel_and_match_the_serial_kernel():
     serial = market_env.make_batch("medium", n_envs=n_envs, seed=5)
     assert threaded.market.sim._step_kernel is not kernels.step_serial
     serial.market.sim._step_kernel = kernels.step_serial
-    serial.market.sim._step_observe_kernel = kernels.step_observe_serial
     obs_threaded, _ = threaded.reset()
     obs_serial, _ = serial.reset()
     actions = np.random.default_rng(3).uniform(-1, 1, (31, n_envs, 10))
