@@ -24,16 +24,24 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from market_env.grader import METRIC_NAMES, TRADING_DAYS_PER_YEAR
+
 # Buys spend at most this share of their budget, so float rounding can never push cash below zero.
 BUDGET_SAFETY = 1.0 - 1e-9
-SQRT_TRADING_DAYS = math.sqrt(252.0)
+SQRT_TRADING_DAYS = math.sqrt(TRADING_DAYS_PER_YEAR)
 # Below this many episodes a step is too small to share between threads (thread start-up dominates).
 PARALLEL_MIN_ENVS = 256
 
 # Layout of the ``rules`` vector every kernel takes (one float64 array instead of eight arguments).
-SLIPPAGE, POSITION_CAP, SELL_RATE, SELL_FLAT, BUY_RATE, BUY_FLAT, START_CASH, N_DAYS = range(8)
-# Order of the running metrics the grader terms index (``market_env.grader.METRIC_NAMES``).
-SHARPE, TOTAL_RETURN, MAX_DRAWDOWN, ACTIVITY, BENCHMARK_RETURN, EXCESS_RETURN, COST_RATIO = range(7)
+RULE_NAMES = ("slippage", "position_cap", "sell_rate", "sell_flat", "buy_rate", "buy_flat", "start_cash",
+              "n_days")  # fmt: skip
+SLIPPAGE, POSITION_CAP, SELL_RATE, SELL_FLAT, BUY_RATE, BUY_FLAT, START_CASH, N_DAYS = range(len(RULE_NAMES))
+# Positions of the running metrics the grader terms index.
+SHARPE, TOTAL_RETURN, MAX_DRAWDOWN, ACTIVITY, BENCHMARK_RETURN, EXCESS_RETURN, COST_RATIO = (
+    METRIC_NAMES.index(name)
+    for name in ("sharpe", "total_return", "max_drawdown", "activity", "benchmark_return", "excess_return",
+                 "cost_ratio")
+)  # fmt: skip
 # Columns of the grader's ``coefficients``: score = sum weight * clip01(offset + sign * metric / scale).
 WEIGHT, OFFSET, SIGN, SCALE = range(4)
 

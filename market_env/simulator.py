@@ -83,19 +83,13 @@ class MarketSimulator:
         self._open = np.ascontiguousarray(panel.open, dtype=np.float64).ravel()
         self._close = np.ascontiguousarray(panel.close, dtype=np.float64).ravel()
         # the constants every kernel call takes, in the layout of market_env.kernels
-        kernel_rules = np.zeros(8)
-        kernel_rules[kernels.SLIPPAGE] = task.slippage
-        kernel_rules[kernels.POSITION_CAP] = task.position_cap
-        kernel_rules[kernels.SELL_RATE], kernel_rules[kernels.SELL_FLAT] = (
-            self.costs.sell_rate,
-            self.costs.sell_flat,
-        )
-        kernel_rules[kernels.BUY_RATE], kernel_rules[kernels.BUY_FLAT] = (
-            self.costs.buy_rate,
-            self.costs.buy_flat,
-        )
-        kernel_rules[kernels.START_CASH], kernel_rules[kernels.N_DAYS] = self.start_cash, task.n_days
-        self._rules = kernel_rules
+        costs = self.costs
+        rules_by_name = {
+            "slippage": task.slippage, "position_cap": task.position_cap, "sell_rate": costs.sell_rate,
+            "sell_flat": costs.sell_flat, "buy_rate": costs.buy_rate, "buy_flat": costs.buy_flat,
+            "start_cash": self.start_cash, "n_days": task.n_days,
+        }  # fmt: skip
+        self._rules = np.array([rules_by_name[name] for name in kernels.RULE_NAMES], dtype=np.float64)
         self._metric_index, self._coefficients = grader.kernel_table()
         if n_envs >= kernels.PARALLEL_MIN_ENVS:  # one block of episodes per thread
             self._step_kernel = functools.partial(kernels.step_parallel, numba.get_num_threads())
@@ -251,16 +245,13 @@ class MarketSimulator:
         self.costs_paid[env_id] = state.costs_paid
         nav = np.asarray(state.nav)
         returns = nav[1:] / nav[:-1] - 1.0
-        if t:
-            self._sum_r[env_id], self._sum_r2[env_id] = (
-                np.cumsum(returns)[-1],
-                np.cumsum(returns * returns)[-1],
-            )
+        if t:  # summed in order, as the step kernel accumulates them, so the fork continues bit for bit
+            self._sum_r[env_id] = np.cumsum(returns)[-1]
+            self._sum_r2[env_id] = np.cumsum(returns * returns)[-1]
         self._peak[env_id] = nav.max()
         self._max_dd[env_id] = (1.0 - nav / np.maximum.accumulate(nav)).max()
         day = state.start_day + t
         self.close_now[env_id] = self._close.take(day * self._n_symbols + self.symbols[env_id])
-        # running sums as the step kernel accumulates them (in order), so the fork continues bit for bit
         held = np.cumsum(self.bench_shares[env_id] * self.close_now[env_id])[-1]
         self.bench_nav[env_id] = self.start_cash if t == 0 else self.bench_cash[env_id] + held
         self._rescore(np.array([env_id]))
