@@ -81,6 +81,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -92,11 +93,23 @@ NO_ACTION = "no action line found"
 _UNCLOSED_THINK = " (unclosed <think> block: everything after <think> is reasoning)"
 _MIN_PRINTED_FRACTION = 1e-4  # 4 decimals: a positive fraction must never print as the invalid "0"
 
-ACTION_GRAMMAR = (
-    "Reply with one action per line: BUY <SYMBOL> <fraction of cash>, SELL <SYMBOL> <fraction of shares>, "
-    "or HOLD. Fractions are in (0, 1], e.g. BUY TCS 0.25. Sells fill before buys; buys are scaled to your "
-    "cash. Reasoning may go first inside <think>...</think>. A malformed line makes the whole step a HOLD."
-)
+
+def action_grammar(example_symbol: str = "<SYMBOL>") -> str:
+    """The grammar as the observation states it, its example naming ``example_symbol``.
+
+    Observations pass one of the episode's own symbols: a fixed real name (it used to be TCS) would
+    name a real stock inside an anonymised observation and suggest a stock the episode may not hold.
+    """
+    return (
+        "Reply with one action per line: BUY <SYMBOL> <fraction of cash>, "
+        "SELL <SYMBOL> <fraction of shares>, or HOLD. "
+        f"Fractions are in (0, 1], e.g. BUY {example_symbol} 0.25. Sells fill before buys; buys are "
+        "scaled to your cash. Reasoning may go first inside <think>...</think>. A malformed line makes the "
+        "whole step a HOLD."
+    )
+
+
+ACTION_GRAMMAR = action_grammar()  # the generic statement (server metadata); observations name a symbol
 
 
 @dataclass(frozen=True)
@@ -310,6 +323,52 @@ def orders_to_fractions(parsed: ParsedAction, symbols: Sequence[str]) -> tuple[n
             raise ValueError(f"order symbol {order.symbol!r} is not one of {list(symbols)}")
         (buy if order.side == BUY else sell)[index[order.symbol]] = order.fraction
     return sell, buy
+
+
+_REAL_KINDS = frozenset("iuf")  # signed and unsigned integers, floats: bool, complex, object, text are not
+
+
+def numeric_action_array(action: Any, shape: tuple[int, ...], name: str = "action") -> np.ndarray:
+    """``action`` as a float64 array of ``shape``, or a ValueError naming ``name`` that says what arrived.
+
+    Only arrays (or nested sequences) of real numbers pass: a dict, a string, complex or object values
+    (``10**400`` is one: NumPy cannot hold it as a number) would otherwise surface as a TypeError or an
+    OverflowError from deep inside NumPy, or be silently cast (complex drops its imaginary part).
+    """
+    if action is None or isinstance(action, (str, bytes, dict, set, frozenset)):
+        raise ValueError(f"numeric {name} must be an array of real numbers, got {type(action).__name__}")
+    try:
+        array = np.asarray(action)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"numeric {name} is not an array of real numbers: {error}") from error
+    if array.dtype.kind not in _REAL_KINDS:
+        raise ValueError(f"numeric {name} must hold real numbers, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"numeric {name} must have shape {shape}, got {array.shape}")
+    return array.astype(np.float64, copy=False)
+
+
+def text_action_list(actions: Any, n_envs: int, name: str = "actions") -> list[str]:
+    """A batch's text actions as a list of ``n_envs`` strings, or a ValueError naming ``name``.
+
+    A single string would otherwise be split into characters and a numeric array read as n actions.
+    """
+    if isinstance(actions, (str, bytes)):
+        raise ValueError(f"{name} must be a list of {n_envs} strings, one per env, got a single string")
+    if isinstance(actions, np.ndarray) and actions.dtype.kind not in "UO":
+        raise ValueError(f"{name} must be a list of {n_envs} strings, got an array of dtype {actions.dtype}")
+    try:
+        items = list(actions)
+    except TypeError as error:
+        raise ValueError(
+            f"{name} must be a list of {n_envs} strings, got {type(actions).__name__}"
+        ) from error
+    if len(items) != n_envs:
+        raise ValueError(f"expected {n_envs} text actions in {name}, got {len(items)}")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValueError(f"{name}[{i}] must be a string, got {type(item).__name__}")
+    return items
 
 
 def numeric_to_fractions(

@@ -32,7 +32,7 @@ import numpy as np
 
 from data.panel import Panel
 from market_env import kernels
-from market_env.actions import ACTION_GRAMMAR
+from market_env.actions import action_grammar
 
 CLIP = 5.0
 MARKET_FEATURES = (
@@ -190,9 +190,12 @@ TABLE_HEADER = (
 def _stock_row(
     name: str, close: float, f: dict[str, float], shares: float, avg_cost: float, scale: float
 ) -> str:
+    """One table row. ``scale`` != 1 (anonymised) shows prices x scale and shares as units = shares / scale
+    (``market_env.anonymize``), so cash spent / units gives the shown price, never the real one."""
     position = "-"
     if shares > 0:
-        position = f"{shares:.0f} @{format_price(avg_cost * scale)} {_pct(close / avg_cost - 1.0)}"
+        held = f"{shares:.0f}" if scale == 1.0 else _number(shares / scale, 1)
+        position = f"{held} @{format_price(avg_cost * scale)} {_pct(close / avg_cost - 1.0)}"
     return "|".join(
         (
             name,
@@ -223,17 +226,26 @@ def real_names(panel: Panel, symbols: np.ndarray) -> list[list[str]]:
     return panel.symbol_array[symbols].tolist()
 
 
-def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool) -> str:
-    """The text observation of one episode. Anonymised: STOCK_A.. names, no date, prices = 100 at start."""
-    i = env_index
-    panel, t = snapshot.panel, int(snapshot.t[i])
-    when = "" if anonymize else f", {panel.iso_date(int(snapshot.day[i]))}"
+def _headline(snapshot: Snapshot, i: int, anonymize: bool) -> str:
+    """Day t of N while decisions remain; the final observation (last marking close) says it ended."""
+    t, n_days = int(snapshot.t[i]), snapshot.n_days
+    date = "" if anonymize else f", {snapshot.panel.iso_date(int(snapshot.day[i]))}"
+    day = f"Day {t + 1} of {n_days}" if t < n_days else f"Episode over: {n_days} of {n_days} days done"
     nav, cash = float(snapshot.nav[i]), float(snapshot.cash[i])
-    lines = [
-        f"Day {t + 1} of {snapshot.n_days}{when}. Cash {format_rupees(cash)}; portfolio value "
-        f"{format_rupees(nav)} ({_pct(nav / snapshot.start_cash - 1.0, 2)} since start).",
-        TABLE_HEADER,
-    ]
+    return (
+        f"{day}{date}. Cash {format_rupees(cash)}; portfolio value {format_rupees(nav)} "
+        f"({_pct(nav / snapshot.start_cash - 1.0, 2)} since start)."
+    )
+
+
+def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool) -> str:
+    """The text observation of one episode. Anonymised: STOCK_A.. names, no date, prices = 100 at start,
+    positions in units (``market_env.anonymize``)."""
+    i = env_index
+    panel = snapshot.panel
+    # one header in both modes (readers find the table by it); anonymised "shares" are units of the
+    # rescaled stock, which is what trades at the shown price
+    lines = [_headline(snapshot, i, anonymize), TABLE_HEADER]
     start_close = panel.close[int(snapshot.start_day[i]), snapshot.symbols[i]]
     features = snapshot.features[i]
     for k, name in enumerate(names):
@@ -249,5 +261,5 @@ def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anon
                 scale,
             )
         )
-    lines.append(ACTION_GRAMMAR)
+    lines.append(action_grammar(names[0]))
     return "\n".join(lines)

@@ -88,6 +88,7 @@ class MarketSimulator:
             "slippage": task.slippage, "position_cap": task.position_cap, "sell_rate": costs.sell_rate,
             "sell_flat": costs.sell_flat, "buy_rate": costs.buy_rate, "buy_flat": costs.buy_flat,
             "start_cash": self.start_cash, "n_days": task.n_days,
+            "cap_after_costs": float(rules.cap_after_costs),
         }  # fmt: skip
         self._rules = np.array([rules_by_name[name] for name in kernels.RULE_NAMES], dtype=np.float64)
         self._metric_index, self._coefficients = grader.kernel_table()
@@ -232,8 +233,62 @@ class MarketSimulator:
             costs_paid=float(self.costs_paid[env_id]),
         )
 
+    def check_state(self, state: EpisodeState) -> None:
+        """Raise a ValueError naming every field of ``state`` that no episode of this simulator can have.
+
+        A corrupt state would otherwise load silently: start day -1 reads prices from the end of the
+        panel (NaN), symbol index -1 wraps to the last symbol, negative shares make a negative NAV.
+        """
+        if not isinstance(state, EpisodeState):
+            raise ValueError(
+                f"state must be an EpisodeState (from get_state/export_state), got {type(state).__name__}"
+            )
+        problems = self._state_problems(state)
+        if problems:
+            raise ValueError("state is not a valid episode position: " + "; ".join(problems))
+
+    def _state_problems(self, state: EpisodeState) -> list[str]:
+        n_days, lookback = self.n_days, self.rules.lookback_days
+        last_start = self.panel.n_days - n_days - 1
+        problems: list[str] = []
+        if not _is_int(state.start_day) or not lookback <= state.start_day <= last_start:
+            problems.append(f"start_day {state.start_day!r} is not a day index in {lookback}..{last_start}")
+        if not _is_int(state.t) or not 0 <= state.t <= n_days:
+            problems.append(f"t {state.t!r} is not in 0..{n_days}")
+        symbols = _reals(state.symbols, self.n_stocks)
+        if symbols is None or not all(_is_int(s) for s in state.symbols):
+            problems.append(f"symbols must be {self.n_stocks} symbol indices, got {state.symbols!r}"[:200])
+        elif len(set(symbols.tolist())) != self.n_stocks or not (symbols >= 0).all():
+            problems.append("symbols must be distinct, non-negative symbol indices")
+        elif (symbols >= self._n_symbols).any():
+            problems.append(f"symbols {symbols.tolist()} reach past the panel's {self._n_symbols} symbols")
+        elif not problems:  # every price of the window must exist, as for a sampled episode
+            complete = self.panel.complete_symbols(state.start_day - lookback, state.start_day + n_days)
+            if not np.isin(symbols, complete).all():
+                problems.append("some symbols lack prices in the episode's window")
+        for field, size in (("shares", self.n_stocks), ("avg_cost", self.n_stocks)):
+            values = _reals(getattr(state, field), size)
+            if values is None or not (np.isfinite(values) & (values >= 0)).all():
+                problems.append(f"{field} must be {size} finite values >= 0")
+            elif field == "shares" and (values != np.floor(values)).any():
+                problems.append("shares must be whole numbers")
+        nav = _reals(state.nav, state.t + 1 if _is_int(state.t) else -1)
+        if nav is None or not (np.isfinite(nav) & (nav > 0)).all():
+            problems.append("nav must hold t + 1 finite values > 0 (V_0..V_t)")
+        for field in ("cash", "costs_paid"):
+            value = getattr(state, field)
+            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or not value >= 0:
+                problems.append(f"{field} {value!r} is not a finite number >= 0")
+            elif not np.isfinite(value):
+                problems.append(f"{field} {value!r} is not finite")
+        t_max = state.t if _is_int(state.t) else n_days
+        if not _is_int(state.trade_days) or not 0 <= state.trade_days <= t_max:
+            problems.append(f"trade_days {state.trade_days!r} is not in 0..t")
+        return problems
+
     def load_state(self, env_id: int, state: EpisodeState) -> None:
         """Put an exported state into slot ``env_id``: the continuation is exactly the original's."""
+        self.check_state(state)
         self.reset_envs(np.array([env_id]), [Episode(state.start_day, state.symbols)])
         t = state.t
         self.t[env_id] = t
@@ -255,3 +310,18 @@ class MarketSimulator:
         held = np.cumsum(self.bench_shares[env_id] * self.close_now[env_id])[-1]
         self.bench_nav[env_id] = self.start_cash if t == 0 else self.bench_cash[env_id] + held
         self._rescore(np.array([env_id]))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _reals(values: object, size: int) -> np.ndarray | None:
+    """``values`` as a float64 vector of ``size`` real numbers, or None."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if array.dtype.kind not in "iuf" or array.shape != (size,):
+        return None
+    return array.astype(np.float64)

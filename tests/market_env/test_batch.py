@@ -32,7 +32,7 @@ def test_slot_i_plays_exactly_the_single_env_episode_seeded_seed_plus_i(task):
 
 
 def test_finished_slots_autoreset_in_the_same_step_into_the_next_seeded_episode():
-    batch = market_env.make_batch("easy", n_envs=3, split="train", seed=7)
+    batch = market_env.make_batch("easy", n_envs=3, split="train", version="2.0.0", seed=7)
     batch.reset()
     for _ in range(19):
         _, _, done, _, infos = batch.step(np.zeros((3, 1)))
@@ -50,7 +50,7 @@ def test_finished_slots_autoreset_in_the_same_step_into_the_next_seeded_episode(
 
 
 def test_text_batch_parses_each_slot_with_its_own_symbols():
-    batch = market_env.make_batch("medium", n_envs=3, split="test", obs_mode="text", seed=1)
+    batch = market_env.make_batch("medium", n_envs=3, split="test", obs_mode="text", version="2.0.0", seed=1)
     obs, infos = batch.reset()
     assert len(obs) == 3 and all(o.startswith("Day 1 of 30") for o in obs)
     names = infos["symbols"]
@@ -115,3 +115,89 @@ def test_wrong_number_of_text_actions_is_a_clear_error():
         batch.step(["HOLD"])
     with pytest.raises(ValueError, match="n_envs"):
         market_env.make_batch("easy", n_envs=0)
+
+
+# ------------------------------------------------------------------------------ seeding and autoreset
+def test_a_reset_without_a_seed_is_reproducible_from_the_construction_seed():
+    # before: the second reset() drew from OS entropy
+    def two_resets():
+        batch = market_env.make_batch("medium", n_envs=3, split="train", seed=21)
+        batch.reset()
+        return batch.reset()[0], [i["start_date"] for i in batch.episode_identities()]
+
+    (first_obs, first_dates), (second_obs, second_dates) = two_resets(), two_resets()
+    np.testing.assert_array_equal(first_obs, second_obs)
+    assert first_dates == second_dates
+    env = market_env.make("medium", split="train", obs_mode="numeric")  # slot i continues seed + i
+    env.reset(seed=22)
+    np.testing.assert_array_equal(env.reset()[0], first_obs[1])
+
+
+@pytest.mark.parametrize("anonymize", [False, True])
+def test_on_an_autoreset_step_symbols_name_the_new_episode_and_the_grade_the_finished_one(anonymize):
+    batch = market_env.make_batch(
+        "medium", n_envs=2, split="val", obs_mode="text", seed=3, anonymize=anonymize
+    )
+    _, infos = batch.reset()
+    finished_names = infos["symbols"]
+    finished = batch.episode_identities()
+    for _ in range(30):
+        obs, _, done, _, infos = batch.step(["HOLD", "HOLD"])
+    assert done.all()
+    new = batch.episode_identities()
+    for i in range(2):
+        rows = [line.split("|")[0] for line in obs[i].splitlines()[2:12]]
+        assert infos["symbols"][i] == tuple(rows) == batch.names[i]  # the observation's episode
+        assert infos["grade"][i]["symbols"] == list(finished_names[i])  # the finished one
+        assert batch.finished_identities()[i] == finished[i] != new[i]
+        if not anonymize:
+            assert infos["grade"][i]["real_symbols"] == finished[i]["real_symbols"]
+            assert list(infos["symbols"][i]) == new[i]["real_symbols"]
+    batch.step(["HOLD", "HOLD"])
+    assert batch.finished_identities() == [None, None]
+
+
+# ------------------------------------------------------------------------- input validation (issue 18)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("HOLD", "single string"),  # before: split into characters
+        (np.zeros(3), "array of dtype float64"),  # before: read as 3 actions
+        (["HOLD", 1, "HOLD"], r"actions\[1\] must be a string"),  # before: silently a HOLD
+        (["HOLD", None, "HOLD"], r"actions\[1\] must be a string"),
+        (7, "must be a list"),
+        (["HOLD"], "expected 3 text actions"),
+    ],
+)
+def test_text_batch_rejects_actions_that_are_not_a_list_of_strings(bad, message):
+    batch = market_env.make_batch("easy", n_envs=3, obs_mode="text", seed=0)
+    batch.reset()
+    with pytest.raises(ValueError, match=message):
+        batch.step(bad)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.full((3, 1), 1j), {"a": 1}, np.zeros((3, 1), dtype=object), [[10**400]] * 3, "0.5"]
+)
+def test_numeric_batch_rejects_non_real_actions_with_a_value_error(bad):
+    batch = market_env.make_batch("easy", n_envs=3, seed=0)
+    batch.reset()
+    with pytest.raises(ValueError, match="numeric actions"):
+        batch.step(bad)
+
+
+def test_batch_seeds_options_and_fork_slots_are_checked():
+    batch = market_env.make_batch("easy", n_envs=2, seed=0)
+    batch.reset()
+    for seed in (-1, [1], [1, "2"], "ab"):
+        with pytest.raises(ValueError, match="seed"):
+            batch.reset(seed=seed)
+    with pytest.raises(ValueError, match="episodes"):
+        batch.reset(options={"episodes": ["x", "y"]})
+    state = batch.export_state(0)
+    with pytest.raises(ValueError, match="env_ids"):
+        batch.load_states([2], [state])
+    with pytest.raises(ValueError, match="differ in length"):
+        batch.load_states([0, 1], [state])
+    with pytest.raises(ValueError, match="n_envs"):
+        market_env.make_batch("easy", n_envs="2")

@@ -37,7 +37,7 @@ def test_registered_ids_make_the_versioned_env(version):
 
 
 def test_every_step_info_carries_the_contract(panel):
-    env = market_env.make("medium", split="val", seed=1)
+    env = market_env.make("medium", split="val", version="2.0.0", seed=1)  # 2.0.0: its components below
     _, info = env.reset()
     assert {"env_version", "task_version", "date", "symbols"} <= set(info)
     names = info["symbols"]
@@ -133,13 +133,14 @@ def test_step_after_the_end_says_to_reset():
         env.step("HOLD")
 
 
-def test_text_env_takes_any_input_as_an_action_without_raising():
+def test_text_env_takes_any_string_and_rejects_other_types_by_name():
     env = market_env.make("easy", seed=0)
     env.reset()
-    _, _, _, _, info = env.step(12345)  # not a string: an invalid action, not a crash
-    assert info["invalid_action"] and "expected a string" in info["invalid_reason"]
-    _, _, _, _, info = env.step("BUY")
+    _, _, _, _, info = env.step("BUY")  # any string is a move of the agent: malformed is an invalid HOLD
     assert info["invalid_action"] and info["trades"] == []
+    for bad in (12345, None, b"HOLD", ["HOLD"]):  # not a string: a bug in the caller, said by name
+        with pytest.raises(ValueError, match="text action must be a str"):
+            env.step(bad)
 
 
 def test_numeric_action_of_the_wrong_shape_is_a_clear_error():
@@ -163,3 +164,67 @@ def test_render_shows_the_text_view_in_numeric_mode():
     env = market_env.make("easy", obs_mode="numeric", seed=0, render_mode="ansi")
     env.reset()
     assert env.render().startswith("Day 1 of 20")
+
+
+# ------------------------------------------------------------------------------ seeding and small defects
+def test_a_reset_after_an_explicitly_seeded_first_reset_plays_a_new_episode():
+    # before: make(seed=s), reset(seed=s), reset() replayed the first episode (the construction seed
+    # was still waiting to be used)
+    env = market_env.make("medium", split="train", obs_mode="numeric", seed=3)
+    first, _ = env.reset(seed=3)
+    second, _ = env.reset()
+    assert not np.array_equal(first, second)
+    reference = market_env.make("medium", split="train", obs_mode="numeric")
+    reference.reset(seed=3)
+    np.testing.assert_array_equal(reference.reset()[0], second)  # it continues the generator
+
+
+def test_a_nan_numeric_action_is_flagged_invalid_as_in_the_batch():
+    env = market_env.make("medium", obs_mode="numeric", seed=0)
+    env.reset()
+    _, _, _, _, info = env.step(np.zeros(10))
+    assert not info["invalid_action"] and info["invalid_reason"] == ""
+    action = np.zeros(10)
+    action[3] = np.nan
+    _, _, _, _, info = env.step(action)
+    batch = market_env.make_batch("medium", n_envs=1, seed=0)
+    batch.reset()
+    batch.step(np.zeros((1, 10)))
+    _, _, _, _, infos = batch.step(action[None])
+    assert info["invalid_action"] and infos["invalid_action"][0]
+    assert env.names[3] in info["invalid_reason"] and info["nonfinite_actions"] == [env.names[3]]
+
+
+# ----------------------------------------------------------------------- input validation (issue 18)
+@pytest.mark.parametrize(
+    "bad",
+    [
+        1 + 2j,  # complex: NumPy would drop the imaginary part (or raise TypeError)
+        np.full(10, 1 + 1j),
+        {"a": 1},  # a dict: TypeError from float()
+        np.array([0.1] * 9 + ["x"], dtype=object),  # object arrays
+        pytest.param([10**400] * 10, id="list-of-10**400"),  # too large for a float: OverflowError
+        pytest.param(10**400, id="10**400"),
+        "0.5",
+        None,
+        [[0.1], [0.1, 0.2]],  # ragged
+        np.ones(10, dtype=bool),
+    ],
+)
+def test_numeric_actions_of_a_bad_type_are_a_value_error_naming_the_action(bad):
+    env = market_env.make("medium", obs_mode="numeric", seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="numeric action"):
+        env.step(bad)
+    env.step(np.zeros(10))  # the env is intact
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "7", True])
+def test_bad_seeds_and_options_are_value_errors_naming_them(seed):
+    env = market_env.make("easy")
+    with pytest.raises(ValueError, match="seed"):
+        env.reset(seed=seed)
+    with pytest.raises(ValueError, match="options"):
+        env.reset(options=["start_date"])
+    with pytest.raises(ValueError, match="episode"):
+        env.play("2025-06-02")

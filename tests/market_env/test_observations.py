@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import market_env
+from market_env.actions import action_grammar
 from market_env.observations import (
     GLOBAL_FEATURES,
     STOCK_FEATURES,
@@ -70,7 +71,7 @@ def test_text_and_vector_from_one_snapshot_carry_the_same_numbers(task):
             shares = float(m["pos"].split()[0])
             weight = shares * float(m["close"]) / nav
             assert stocks[k, col["weight"]] == pytest.approx(weight, rel=1e-3)
-    assert text.endswith(market_env.ACTION_GRAMMAR)
+    assert text.endswith(action_grammar(names[0]))  # the example names one of the episode's own stocks
 
 
 def test_text_observation_fits_its_space_for_the_hard_task():
@@ -79,27 +80,62 @@ def test_text_observation_fits_its_space_for_the_hard_task():
     assert set(obs) <= TEXT_CHARSET
     assert env.observation_space.contains(obs)
     assert obs.count("\n") == 2 + 25 + market_env.ACTION_GRAMMAR.count("\n")
+    assert "TCS" not in obs.splitlines()[-1] or "TCS" in env.names  # no fixed real name in the grammar
 
 
 def test_anonymised_text_hides_names_dates_and_price_levels():
     env = market_env.make("medium", split="test", seed=5, anonymize=True)
     obs, info = env.reset()
-    assert info["symbols"] == [f"STOCK_{c}" for c in "ABCDEFGHIJ"]
-    for real in info["real_symbols"]:
-        assert not re.search(rf"\b{re.escape(real)}\b", obs)
+    real = env.episode_identity["real_symbols"]
+    assert info["symbols"] == [f"STOCK_{c}" for c in "ABCDEFGHIJ"] == list(env.names)
+    for symbol in real:
+        assert not re.search(rf"\b{re.escape(symbol)}\b", obs)
     assert not re.search(r"20\d\d-\d\d-\d\d", obs)
     closes = [float(line.split("|")[1]) for line in obs.splitlines()[2:12]]
     assert closes == [100.0] * 10  # rescaled to 100 at the episode start
+    assert obs.splitlines()[-1] == action_grammar("STOCK_A")
     _, _, _, _, step = env.step("BUY STOCK_C 0.2")
     assert step["trades"][0]["symbol"] == "STOCK_C" and not step["invalid_action"]
-    _, _, _, _, step = env.step(f"BUY {info['real_symbols'][0]} 0.2")
+    _, _, _, _, step = env.step(f"BUY {real[0]} 0.2")
     assert step["invalid_action"]  # real names are not tradable names in anonymous mode
 
 
-def test_anonymised_numeric_observation_equals_the_plain_one():
+def _letter_ranks(seed: int) -> list[int]:
+    env = market_env.make("hard", split="test", seed=seed, anonymize=True)
+    env.reset()
+    names = env.episode_identity["names"]
+    real = sorted(names.values())
+    return [real.index(names[f"STOCK_{c}"]) for c in "ABCDE"]
+
+
+def test_anonymous_letters_do_not_follow_the_alphabetical_order():
+    # before: STOCK_A was always the alphabetically first of the episode's stocks (rank 0)
+    ranks = np.array([_letter_ranks(seed) for seed in range(40)])
+    assert (ranks[:, 0] == 0).mean() < 0.2  # 1/25 expected by chance
+    assert 8 < ranks.mean() < 16  # a uniform rank over 0..24 averages 12
+
+
+def test_anonymised_numeric_observation_is_the_plain_one_in_the_agents_stock_order():
     plain = market_env.make("hard", split="val", obs_mode="numeric", seed=2)
     anonymous = market_env.make("hard", split="val", obs_mode="numeric", seed=2, anonymize=True)
-    np.testing.assert_array_equal(plain.reset()[0], anonymous.reset()[0])
+    plain_obs, anonymous_obs = plain.reset()[0], anonymous.reset()[0]
+    slot = [plain.names.index(anonymous.episode_identity["names"][name]) for name in anonymous.names]
+    plain_stocks, plain_globals = split_observation(plain_obs, 25)
+    stocks, globals_ = split_observation(anonymous_obs, 25)
+    np.testing.assert_array_equal(stocks, plain_stocks[slot])
+    np.testing.assert_array_equal(globals_, plain_globals)
+    assert slot != sorted(slot)
+
+
+def test_the_final_observation_says_the_episode_is_over():
+    env = market_env.make("easy", split="val", seed=3)
+    env.reset()
+    for _ in range(19):
+        obs, *_ = env.step("HOLD")
+    assert obs.startswith("Day 20 of 20, ")
+    obs, _, terminated, _, info = env.step("HOLD")
+    assert terminated and obs.startswith(f"Episode over: 20 of 20 days done, {info['date']}.")
+    assert "Day 21" not in obs
 
 
 @pytest.mark.parametrize(

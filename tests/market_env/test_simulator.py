@@ -214,3 +214,81 @@ def test_hold_changes_nothing_but_the_marking():
         after_hold["positions"][s] * after_hold["prices"][s] for s in info["symbols"]
     )
     assert after_hold["nav"] == pytest.approx(marked, rel=1e-12)
+
+
+# ----------------------------------------------------------------------- set_state validation (issue 18)
+def _medium_state():
+    env = market_env.make("medium", split="val", seed=4)
+    env.reset()
+    env.step(f"BUY {env.names[0]} 0.5")
+    env.step("HOLD")
+    return env, env.get_state()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"start_day": -1}, "start_day"),  # before: NaN prices from the panel's end
+        ({"start_day": 10**6}, "start_day"),
+        ({"start_day": 1.5}, "start_day"),
+        ({"symbols": (-1, *range(1, 10))}, "symbols"),  # before: -1 wrapped to the last symbol
+        ({"symbols": (*range(1, 10), 10**4)}, "symbols"),
+        ({"symbols": (1,) * 10}, "distinct"),
+        ({"symbols": (1, 2)}, "symbols"),
+        ({"t": 99}, "t 99"),
+        ({"cash": float("nan")}, "cash"),
+        ({"cash": -5.0}, "cash"),
+        ({"cash": float("inf")}, "cash"),
+        ({"shares": (-10.0,) + (0.0,) * 9}, "shares"),  # before: a negative NAV
+        ({"shares": (0.5,) + (0.0,) * 9}, "whole"),
+        ({"avg_cost": (float("nan"),) * 10}, "avg_cost"),
+        ({"nav": (1e6,)}, "nav"),
+        ({"nav": (1e6, float("nan"), 1e6)}, "nav"),
+        ({"trade_days": 5}, "trade_days"),
+        ({"costs_paid": "x"}, "costs_paid"),
+    ],
+)
+def test_set_state_rejects_a_corrupt_state_naming_the_field(change, message):
+    import dataclasses
+
+    env, state = _medium_state()
+    before = env.render()
+    with pytest.raises(ValueError, match=message):
+        env.set_state(dataclasses.replace(state, **change))
+    assert env.render() == before  # nothing was loaded
+    with pytest.raises(ValueError, match="EpisodeState"):
+        env.set_state({"t": 0})
+
+
+def test_set_state_rejects_symbols_without_prices_in_the_window():
+    import dataclasses
+
+    env, state = _medium_state()
+    complete = set(env.market.sampler.eligible_symbols(state.start_day).tolist())
+    absent = [s for s in range(len(env.panel.symbols)) if s not in complete]
+    assert absent  # the embedded panel has symbols listed later (e.g. LTM, 2026)
+    symbols = (absent[0], *state.symbols[1:])
+    with pytest.raises(ValueError, match="lack prices"):
+        env.set_state(dataclasses.replace(state, symbols=symbols))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cash=st.floats(allow_nan=True, allow_infinity=True),
+    shares=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=10, max_size=10),
+    t=st.integers(-5, 40),
+)
+def test_set_state_loads_a_state_only_if_its_nav_and_book_are_sane(cash, shares, t):
+    import dataclasses
+
+    env, state = _medium_state()
+    nav = state.nav[:1] * (t + 1) if t >= 0 else state.nav
+    candidate = dataclasses.replace(state, cash=cash, shares=tuple(shares), t=t, nav=tuple(nav), trade_days=0)
+    try:
+        env.set_state(candidate)
+    except ValueError:
+        return
+    sim = env.market.sim
+    assert math.isfinite(cash) and cash >= 0 and 0 <= t <= 30
+    assert all(math.isfinite(s) and s >= 0 and s == int(s) for s in shares)
+    assert np.isfinite(sim.nav[0, : t + 1]).all() and np.isfinite(sim.close_now[0]).all()
