@@ -8,6 +8,6 @@ only; the server (FastAPI, uvicorn) is imported by ``market_env.server.app``.
 
 from __future__ import annotations
 
-from market_env.server.client import RemoteEnvError, RemoteMarketEnv
+from market_env.server.client import RemoteBatchMarketEnv, RemoteEnvError, RemoteMarketEnv
 
-__all__ = ["RemoteEnvError", "RemoteMarketEnv"]
+__all__ = ["RemoteBatchMarketEnv", "RemoteEnvError", "RemoteMarketEnv"]

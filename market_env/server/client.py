@@ -11,6 +11,15 @@ Against ``serve-env`` running on its default port (the examples need that server
 >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())  # doctest: +SKIP
 >>> env.close()  # deletes the session, freeing its slot  # doctest: +SKIP
 
+``RemoteBatchMarketEnv`` is the rollout backend: ``n_envs`` episodes of a server-side ``BatchMarketEnv``
+stepped by one request each step, with the results ``market_env.make_batch`` gives in-process.
+
+>>> benv = RemoteBatchMarketEnv("http://127.0.0.1:8000", task="hard", n_envs=64, seed=0)  # doctest: +SKIP
+>>> obs, infos = benv.reset()  # doctest: +SKIP
+>>> obs, rewards, terminated, truncated, infos = benv.step(np.zeros((64, 25)))  # doctest: +SKIP
+
+A server started with ``--token`` needs ``token=...`` (or ``$NIFTY_RL_TOKEN``).
+
 Errors: stepping a finished episode raises ``market_env.EpisodeFinishedError`` as in-process; any other
 refusal raises ``RemoteEnvError`` with the server's status and message: a numeric action of the wrong
 length, an unknown name, a full server, and two inputs the in-process env accepts: a text action that is
@@ -19,8 +28,10 @@ not a string (in-process an invalid HOLD) or longer than 65,536 characters.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import os
 import ssl
 from typing import Any
 
@@ -49,8 +60,10 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _new_http(base_url: str, timeout: float) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=timeout, verify=_tls_context())
+def _new_http(base_url: str, timeout: float, token: str | None = None) -> httpx.Client:
+    token = token or os.environ.get("NIFTY_RL_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, timeout=timeout, verify=_tls_context(), headers=headers)
 
 
 def build_space(spec: dict[str, Any]) -> spaces.Space:
@@ -89,10 +102,11 @@ class RemoteMarketEnv(gymnasium.Env):
         anonymize: bool = False,
         timeout: float = 60.0,
         http: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
         self._own_http = http is None
-        self._base_url, self._timeout = base_url, timeout
-        self._http = http or _new_http(base_url, timeout)
+        self._base_url, self._timeout, self._token = base_url, timeout, token
+        self._http = http or _new_http(base_url, timeout, token)
         self._create = {"task": task, "split": split, "obs_mode": obs_mode, "env_version": version,
                         "anonymize": anonymize}  # fmt: skip
         self.obs_mode = obs_mode
@@ -103,7 +117,7 @@ class RemoteMarketEnv(gymnasium.Env):
 
     def _open(self, seed: int | None) -> None:
         if self._own_http and self._http.is_closed:  # reset() after close(): a new connection
-            self._http = _new_http(self._base_url, self._timeout)
+            self._http = _new_http(self._base_url, self._timeout, self._token)
         body = _raise_for(self._http.post("/sessions", json=self._create | {"seed": seed}))
         self.session_id = body["session_id"]
         self.env_version, self.task_version = body["env_version"], body["task_version"]
@@ -161,6 +175,9 @@ class RemoteMarketEnv(gymnasium.Env):
     def get_state(self) -> EpisodeState:
         """The episode's exact position, as ``MarketEnv.get_state`` returns it."""
         fields = self.state()["state"]
+        if fields is None:
+            raise RemoteEnvError(200, "an anonymised session does not export its state (it names the real "
+                                 "stocks and dates); fork anonymised episodes in-process")  # fmt: skip
         return EpisodeState(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
     def close(self) -> None:
@@ -169,6 +186,94 @@ class RemoteMarketEnv(gymnasium.Env):
             response = self._http.delete(f"/sessions/{self.session_id}")
             self.session_id = None
             if response.status_code != 404:  # already expired: nothing to free
+                _raise_for(response)
+        if self._own_http:
+            self._http.close()
+
+
+def decode_observation(value: Any) -> Any:
+    """A batch's observations as sent: strings, nested lists, or an encoded array (dtype, shape, base64)."""
+    if isinstance(value, dict):
+        raw = base64.b64decode(value["data"])
+        return np.frombuffer(raw, dtype=np.dtype(value["dtype"]).newbyteorder("<")).reshape(value["shape"])
+    if value and isinstance(value[0], str):
+        return list(value)
+    return np.asarray(value, dtype=np.float32)
+
+
+class RemoteBatchMarketEnv:
+    """``market_env.make_batch`` on a server: one request steps every slot (same-step autoreset).
+
+    Returns what ``BatchMarketEnv`` returns: observations of shape (n_envs, obs size) (float32) or a list
+    of strings; rewards and flags as arrays; infos as JSON (arrays as lists, a finished slot's grade in
+    ``infos["grade"][i]``). ``encoding="base64"`` ships numeric observations as raw float32 (fast, exact).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        task: str = "easy",
+        n_envs: int = 64,
+        split: str = "train",
+        obs_mode: str = "numeric",
+        version: str | None = None,
+        seed: int | None = None,
+        anonymize: bool = False,
+        encoding: str = "base64",
+        timeout: float = 120.0,
+        token: str | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._own_http = http is None
+        self._http = http or _new_http(base_url, timeout, token)
+        self.num_envs, self.obs_mode, self.encoding = n_envs, obs_mode, encoding
+        create = {"task": task, "n_envs": n_envs, "split": split, "obs_mode": obs_mode,
+                  "env_version": version,
+                  "seed": seed, "anonymize": anonymize, "encoding": encoding}  # fmt: skip
+        body = _raise_for(self._http.post("/batches", json=create))
+        self.session_id: str | None = body["session_id"]
+        self.env_version, self.task_version = body["env_version"], body["task_version"]
+        self.single_observation_space = build_space(body["single_observation_space"])
+        self.single_action_space = build_space(body["single_action_space"])
+        self._pending: tuple[Any, dict] | None = (decode_observation(body["observation"]), body["info"])
+
+    def reset(self, *, seed: int | None = None) -> tuple[Any, dict]:
+        """The creation's episodes on the first call without a seed; else slot i plays seed + i."""
+        if self._pending is not None and seed is None:
+            (observation, infos), self._pending = self._pending, None
+            return observation, infos
+        self._pending = None
+        body = self._post("reset", {"seed": seed})
+        return decode_observation(body["observation"]), body["info"]
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        self._pending = None
+        if self.obs_mode == "text":
+            payload: Any = list(actions)
+        elif self.encoding == "base64":
+            values = np.ascontiguousarray(actions, dtype="<f8")
+            payload = {"dtype": "float64", "shape": list(values.shape),
+                       "data": base64.b64encode(values.tobytes()).decode("ascii")}  # fmt: skip
+        else:
+            payload = np.asarray(actions, dtype=np.float64).tolist()
+        body = self._post("step", {"actions": payload})
+        flags = (np.asarray(body[k], dtype=bool) for k in ("terminated", "truncated"))
+        rewards = np.asarray(body["reward"], dtype=np.float64)
+        return decode_observation(body["observation"]), rewards, *flags, body["info"]
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        content = json.dumps(payload, separators=(",", ":"))  # NaN and inf reach the server, as in-process
+        headers = {"content-type": "application/json"}
+        return _raise_for(
+            self._http.post(f"/batches/{self.session_id}/{path}", content=content, headers=headers)
+        )
+
+    def close(self) -> None:
+        """Delete the batch session (freeing its slot); calling it twice is harmless."""
+        if self.session_id is not None:
+            response = self._http.delete(f"/batches/{self.session_id}")
+            self.session_id = None
+            if response.status_code != 404:
                 _raise_for(response)
         if self._own_http:
             self._http.close()

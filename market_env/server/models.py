@@ -8,6 +8,8 @@ metadata) carry the default ``env_version`` and the ``task_versions`` of its tas
 
 from __future__ import annotations
 
+import base64
+import datetime
 import math
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -23,7 +25,9 @@ from market_env.versions import ENV_VERSION, ENV_VERSIONS
 # Text(8192); the HTTP limit is looser so a long <think> block still arrives and is judged by the grammar.
 MAX_TEXT_ACTION_CHARS = 65_536
 MAX_NUMERIC_ACTION_VALUES = 1_024
+MAX_BATCH_ENVS = 4_096  # slots of one batch session; its step body holds one action per slot
 Observation = str | list[float]
+ENCODINGS = ("json", "base64")  # how a batch session sends its numeric observations
 
 
 def _check(kind: str, value: str, valid: list[str]) -> str:
@@ -86,6 +90,17 @@ class ResetRequest(_Strict):
             raise ValueError("an explicit episode needs both start_date and symbols; give both or neither")
         return self
 
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str | None) -> str | None:
+        # checked here, so "NaT", "" or "soon" is a 422 naming the field, not an error deep in the data layer
+        if value is None:
+            return value
+        try:
+            return datetime.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError(f"start_date must be a calendar date as YYYY-MM-DD, got {value!r}") from None
+
     def options(self) -> dict[str, Any] | None:
         if self.start_date is None:
             return None
@@ -105,6 +120,68 @@ class StepRequest(_Strict):
         limit = MAX_TEXT_ACTION_CHARS if isinstance(value, str) else MAX_NUMERIC_ACTION_VALUES
         if len(value) > limit:
             raise ValueError(f"action too long: {len(value)} > {limit}; send a shorter action")
+        return value
+
+
+class CreateBatchRequest(CreateSessionRequest):
+    """``POST /batches``: one ``market_env.make_batch`` of ``n_envs`` slots stepped together (rollouts).
+
+    ``encoding="base64"`` sends numeric observations as raw little-endian float32 (``EncodedArray``): the
+    same bits as in-process, at a tenth of the JSON cost; text observations are always strings.
+    """
+
+    n_envs: int = Field(64, ge=1, le=MAX_BATCH_ENVS, description="episodes stepped by every request")
+    encoding: str = Field("json", description="json | base64: how numeric observations travel")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return _check("encoding", value, list(ENCODINGS))
+
+
+class EncodedArray(_Strict):
+    """An array as base64 of its raw little-endian bytes: ``dtype`` float32 or float64, C-order ``shape``."""
+
+    dtype: str = Field(..., pattern="^(float32|float64)$")
+    shape: list[int] = Field(..., max_length=2)
+    data: str = Field(..., max_length=64 * 2**20)  # the body-size limit is the real bound
+
+    def decode(self) -> np.ndarray:
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+            return np.frombuffer(raw, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(self.shape)
+        except ValueError as error:  # bad base64, or a byte count that does not fit the shape
+            raise ValueError(f"cannot decode the {self.dtype} array of shape {self.shape}: {error}") from None
+
+    @classmethod
+    def encode(cls, values: np.ndarray) -> dict[str, Any]:
+        values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+        data = base64.b64encode(values.tobytes()).decode("ascii")
+        return {"dtype": values.dtype.name, "shape": list(values.shape), "data": data}
+
+
+class BatchResetRequest(_Strict):
+    """``POST /batches/{id}/reset``: slot i plays the episode ``make(...).reset(seed=seed + i)`` plays."""
+
+    seed: int | None = Field(None, ge=0, lt=2**63 - MAX_BATCH_ENVS)
+
+
+class BatchStepRequest(_Strict):
+    """``POST /batches/{id}/step``: one action per slot: n_envs strings or lists of K floats, or encoded."""
+
+    actions: list[str] | list[list[float]] | EncodedArray = Field(..., description="one action per slot")
+
+    @field_validator("actions")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) > MAX_BATCH_ENVS:
+                raise ValueError(f"{len(value)} actions > {MAX_BATCH_ENVS}, the most slots a batch has")
+            limit = (
+                MAX_TEXT_ACTION_CHARS if value and isinstance(value[0], str) else MAX_NUMERIC_ACTION_VALUES
+            )
+            if any(len(action) > limit for action in value):
+                raise ValueError(f"an action is longer than {limit}; send shorter actions")
         return value
 
 
@@ -159,9 +236,12 @@ class StateResponse(Versioned):
     n_days: int
     nav: float
     cash: float
-    positions: dict[str, int]
+    positions: dict[str, int | float] = Field(description="shares held (rescaled units when anonymised)")
     done: bool
-    state: dict[str, Any] = Field(description="market_env.EpisodeState as a dict: enough to fork it exactly")
+    state: dict[str, Any] | None = Field(
+        description="market_env.EpisodeState as a dict, enough to fork it exactly; null when anonymised (it "
+        "names the real start day and stocks)"
+    )
 
 
 class DeleteResponse(Versioned):
@@ -170,10 +250,13 @@ class DeleteResponse(Versioned):
 
 
 class ErrorResponse(BaseModel):
+    """An error: ``task_version`` when it concerns a session, else the default version's ``task_versions``."""
+
     detail: str
     error: str
-    env_version: str | None = None
+    env_version: str
     task_version: str | None = None
+    task_versions: dict[str, str] | None = None
 
 
 class HealthResponse(BaseModel):
@@ -189,6 +272,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if all(type(v) is str for v in value):  # names: the bulk of a batch's infos, 25 x 64 a step
+            return list(value)
         return [jsonable(v) for v in value]
     if isinstance(value, bool | int | str) or value is None:
         return value

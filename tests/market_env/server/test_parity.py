@@ -56,7 +56,7 @@ def test_same_seed_and_actions_give_identical_episodes(client, actions, task, ob
     local_run, remote_run = play(local, actions, seed, 2), play(remote, actions, seed, 2)
     assert_same(local_run, remote_run)
     assert "grade" in remote_run[-1][-1] and remote_run[-1][-1]["grade"]["env_version"] == (
-        version or "2.0.0"
+        version or market_env.ENV_VERSION
     )
     remote.close()
 
