@@ -1,4 +1,4 @@
-"""The composite grader: one score in [0, 1] per episode, versioned.
+"""The grader: one score in [0, 1] per episode, versioned.
 
 NAV V_0..V_N (V_0 = start cash, V_t after step t), r_t = V_t / V_{t-1} - 1.
 - sharpe = mean(r) / std(r, ddof=1) * sqrt(252), 0 when std is 0 (or fewer than 2 returns)
@@ -14,6 +14,26 @@ Grader 1.0.0 (the published composite; doing nothing scores exactly 0.300):
 Grader 2.0.0 (no pay-for-activity):
   0.40 clip(sharpe/3) + 0.30 clip(0.5 + excess_return/0.2) + 0.15 clip(1 - max_drawdown/0.2)
   + 0.15 clip(1 - cost_ratio/0.01)
+Grader 3.0.0 (the default since env 3.0.0; a score that pays for skill, not for variance):
+  clip(0.5 + total_return / RETURN_SCALE),  RETURN_SCALE = 1.0
+  - 0.5 means the episode ended with exactly the cash it started with: doing nothing scores 0.5, every step.
+  - +0.1 means +10% net return on the start cash over the episode (RETURN_SCALE / 10), after every fee and
+    the slippage in the fill prices. A paired difference of two agents is their difference in net return.
+  Why this shape:
+  - Affine in the net P&L, so no policy gains from variance: on a martingale market every non-anticipating
+    policy has expected score 0.5 (with zero costs; below with costs), whatever its exposure or trading.
+    Graders 1.0.0/2.0.0 clip a 20-40 day Sharpe (standard error ~2.5) at its centre, which pays for noise:
+    under 2.0.0 a 1% position bought on day one scores about +0.1 over hold on the easy test split.
+  - Size-aware by construction: a position's P&L, hence its score, scales with its size; a 1% position
+    scores like cash (within 0.01 on the real test split), where a Sharpe term cannot tell 1% from 100%.
+  - Costs enter once, through the NAV (fees and slippage lower total_return); there is no cost term.
+  - No benchmark inside the score: the benchmark (equal-weight buy-and-hold) is a policy any agent can
+    play, so "beats buy-and-hold" is a paired difference of scores, reported by the evaluation.
+  - RETURN_SCALE keeps the term's mass away from the clip: measured on the net returns of 2,000 episodes per
+    task and split (train, val, test pooled; the 2.0.0 market, before the MOTHERSON repair), the clip binds
+    for 0.25% of buy-and-hold episodes on easy (0.6% of train, 0.15% of val, 0% of test),
+    for 0% of random-agent episodes on easy, and for none of either on medium and hard.
+  Sharpe, drawdown, benchmark and excess return, activity and costs stay in the grade as diagnostics.
 clip(x) is clip(x, 0, 1). Each grader is a table of such terms (``Term``): numpy evaluates it here for final
 grades of any batch shape (the batch environment, the evaluation harness and the GRPO reward all call these
 functions) and the compiled step kernel evaluates the same table for the per-step score-to-date.
@@ -28,6 +48,8 @@ import numpy as np
 from market_env.errors import check_name
 
 TRADING_DAYS_PER_YEAR = 252
+# Grader 3.0.0: score = clip(0.5 + total_return / RETURN_SCALE); +0.1 of score = +RETURN_SCALE / 10 return.
+RETURN_SCALE = 1.0
 Metrics = dict[str, np.ndarray]
 
 
@@ -125,6 +147,11 @@ GRADERS: dict[str, Grader] = {
             Term("costs", "cost_ratio", 0.15, 1.0, -1.0, 0.01),
         ),
         "no pay-for-activity: Sharpe, return over equal-weight buy-and-hold, drawdown, costs",
+    ),
+    "3.0.0": Grader(
+        "3.0.0",
+        (Term("return", "total_return", 1.0, 0.5, 1.0, RETURN_SCALE),),
+        "net return, linear: 0.5 = the start cash kept, +0.1 = +10% net return; no variance premium",
     ),
 }
 

@@ -33,9 +33,12 @@ SQRT_TRADING_DAYS = math.sqrt(TRADING_DAYS_PER_YEAR)
 PARALLEL_MIN_ENVS = 256
 
 # Layout of the ``rules`` vector every kernel takes (one float64 array instead of eight arguments).
+# ``cap_after_costs`` is 1.0 where the position cap must hold after the buys' own costs (MarketRules).
 RULE_NAMES = ("slippage", "position_cap", "sell_rate", "sell_flat", "buy_rate", "buy_flat", "start_cash",
-              "n_days")  # fmt: skip
-SLIPPAGE, POSITION_CAP, SELL_RATE, SELL_FLAT, BUY_RATE, BUY_FLAT, START_CASH, N_DAYS = range(len(RULE_NAMES))
+              "n_days", "cap_after_costs")  # fmt: skip
+SLIPPAGE, POSITION_CAP, SELL_RATE, SELL_FLAT, BUY_RATE, BUY_FLAT, START_CASH, N_DAYS, CAP_AFTER_COSTS = range(
+    len(RULE_NAMES)
+)
 # Positions of the running metrics the grader terms index.
 SHARPE, TOTAL_RETURN, MAX_DRAWDOWN, ACTIVITY, BENCHMARK_RETURN, EXCESS_RETURN, COST_RATIO = (
     METRIC_NAMES.index(name)
@@ -110,6 +113,32 @@ def score_to_date(
 
 
 @jit
+def room_after_costs(
+    b: int,
+    nav: float,
+    room_total: float,
+    scale: float,
+    shares: np.ndarray,
+    open_price: np.ndarray,
+    buy_frac: np.ndarray,
+    rules: np.ndarray,
+) -> float:
+    """position_cap x the NAV (at the open) left after this step's buys, using a bound on their costs.
+
+    A buy of budget B (fees included) loses at most B (1 - 1 / ((1 + buy_rate)(1 + slippage))) + buy_flat of
+    NAV at the open: its fees plus the slippage paid over the open. The bound is summed over the budgets as
+    clipped by the plain room; clipping them again by the smaller room only lowers the real costs, so the
+    real post-trade NAV is at least the bounded one and no position ends above the cap.
+    """
+    loss_rate = 1.0 - 1.0 / ((1.0 + rules[BUY_RATE]) * (1.0 + rules[SLIPPAGE]))
+    loss = 0.0
+    for k in range(shares.shape[1]):
+        budget = min(buy_frac[b, k] * scale, max(room_total - shares[b, k] * open_price[k], 0.0))
+        loss += budget * loss_rate + (rules[BUY_FLAT] if budget > 0.0 else 0.0)
+    return rules[POSITION_CAP] * (nav - loss)
+
+
+@jit
 def fill_buys(
     b: int,
     cash: float,
@@ -128,7 +157,9 @@ def fill_buys(
 
     Fractions adding up to more than 1 are scaled down to 1. Each buy is clipped so the position stays
     under position_cap x NAV (valued at the open), then rounded down to whole shares at ``buy_price`` with
-    fees included. Writes ``bought``, ``buy_costs`` and ``capped``; sets ``rejected`` where a flat fee
+    fees included. With ``cap_after_costs`` (env 3.0.0) that NAV is the one left after this step's buys
+    (see :func:`room_after_costs`); before, it was the NAV before them, which the buys' costs then shrink.
+    Writes ``bought``, ``buy_costs`` and ``capped``; sets ``rejected`` where a flat fee
     would exceed a tiny order's value (never clears it, so the sells' rejections stay). Returns the cash
     spent, fees included. Used by ``step`` and by the equal-weight benchmark, so the buy-and-hold agent
     and grader 2.0.0 agree to the rupee. (Rows are indexed, not sliced: a slice in a parallel loop
@@ -142,6 +173,9 @@ def fill_buys(
     scale = cash * BUDGET_SAFETY / max(asked, 1.0)
     room_total = rules[POSITION_CAP] * (cash + held_value)
     buy_rate, buy_flat = rules[BUY_RATE], rules[BUY_FLAT]
+    if rules[CAP_AFTER_COSTS] != 0.0 and rules[POSITION_CAP] < 1.0:  # a 100% cap cannot bind without leverage
+        room_total = room_after_costs(b, cash + held_value, room_total, scale, shares, open_price, buy_frac,
+                                      rules)  # fmt: skip
     spent = 0.0
     for k in range(n_stocks):
         budget = buy_frac[b, k] * scale

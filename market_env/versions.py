@@ -8,6 +8,8 @@ History
 - 1.0.0: market rules of DESIGN.md; grader 1.0.0 (the published composite; doing nothing scores 0.300).
 - 2.0.0: same market and tasks; grader 2.0.0 (return in excess of equal-weight buy-and-hold, a cost
   term instead of pay-for-activity).
+- 3.0.0: grader 3.0.0 (score = clip(0.5 + net return), linear in P&L: no variance premium, size-aware,
+  costs counted once); the position cap holds after the buy's own costs (``cap_after_costs``). Same tasks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ class MarketRules:
     start_cash: float = 1_000_000.0  # Rs 10,00,000
     costs: CostModel = field(default_factory=CostModel)
     lookback_days: int = 60  # history every episode symbol must have before its first decision
+    # False (env 1.0.0, 2.0.0): the cap is checked against the NAV before the step's buys, so their fees and
+    # slippage shrink the NAV afterwards and a capped position ends up to ~0.02 pp over the cap. True (3.0.0):
+    # the room is measured against the NAV net of a bound on those costs, so no position weight, valued at
+    # the fill open, exceeds the cap after the trade. Kept per version so old grades stay bit-identical.
+    cap_after_costs: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,15 @@ ENV_VERSIONS: dict[str, EnvVersion] = {
     "2.0.0": EnvVersion(
         "2.0.0", "2.0.0", MarketRules(), _TASKS_V1, "excess-return grader, no pay-for-activity"
     ),
+    "3.0.0": EnvVersion(
+        "3.0.0",
+        "3.0.0",
+        MarketRules(cap_after_costs=True),
+        _TASKS_V1,
+        "net-return grader (0.5 = cash kept, +0.1 = +10% net); position cap holds after costs",
+    ),
 }
-ENV_VERSION = "2.0.0"  # the newest; the default everywhere
+ENV_VERSION = "3.0.0"  # the newest; the default everywhere
 
 
 def get_version(version: str | None = None) -> EnvVersion:

@@ -19,7 +19,7 @@ PATH = Path(__file__).with_name("reference_grades.json")
 CASES = [
     (task, version, seed)
     for task in market_env.TASK_NAMES
-    for version in ("1.0.0", "2.0.0")
+    for version in ("1.0.0", "2.0.0", "3.0.0")
     for seed in (0, 1)
 ]
 
@@ -37,5 +37,9 @@ def play(task: str, version: str, seed: int) -> dict:
 
 
 if __name__ == "__main__":
-    PATH.write_text(json.dumps([play(*case) for case in CASES], indent=1) + "\n")
-    print(f"wrote {PATH}")
+    # stored entries of published versions are kept as they are; only missing cases are played and added
+    stored = json.loads(PATH.read_text()) if PATH.exists() else []
+    known = {(r["task"], r["env_version"], r["seed"]) for r in stored}
+    added = [play(*case) for case in CASES if case not in known]
+    PATH.write_text(json.dumps(stored + added, indent=1) + "\n")
+    print(f"wrote {PATH}: {len(added)} new entries")

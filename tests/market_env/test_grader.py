@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import market_env
-from market_env.grader import GRADERS, grade_episode, nav_metrics
+from market_env import grader as grader_module
+from market_env import kernels
+from market_env.grader import GRADERS, RETURN_SCALE, grade_episode, nav_metrics
 from market_env.kernels import sharpe_from_moments
 
 
@@ -99,3 +101,38 @@ def test_running_sharpe_matches_the_full_series_sharpe(returns):
     running = sharpe_from_moments(float(r.sum()), float((r * r).sum()), float(len(r)))
     if r.std(ddof=1) > 1e-9:  # away from zero variance, where the moment form loses precision
         assert running == pytest.approx(full, rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.3, 3.0), min_size=2, max_size=41))
+def test_grader_3_is_half_plus_the_net_return_clipped_to_the_unit_interval(navs):
+    nav = np.array(navs) * 1e6
+    grade = grade_episode(nav, trade_days=3, costs=100.0, benchmark_return=0.02, grader_version="3.0.0")
+    total_return = nav[-1] / nav[0] - 1.0
+    assert 0.0 <= grade["score"] <= 1.0
+    assert grade["score"] == min(max(0.5 + total_return / RETURN_SCALE, 0.0), 1.0)
+    # the diagnostics stay in the grade, outside the score
+    assert {"sharpe", "max_drawdown", "excess_return", "benchmark_return", "cost_ratio"} <= set(
+        grade["metrics"]
+    )
+
+
+def test_grader_3_docstring_states_what_half_and_a_tenth_mean():
+    doc = grader_module.__doc__
+    assert "0.5 means the episode ended with exactly the cash it started with" in doc
+    assert "+0.1 means +10% net return" in doc and RETURN_SCALE == 1.0
+
+
+def test_grader_3_kernel_score_equals_the_numpy_grade_to_the_bit():
+    """The per-step score-to-date at the last day is the final grade itself (no Sharpe moment form)."""
+    env = market_env.make("hard", version="3.0.0", obs_mode="numeric", seed=5)
+    env.action_space.seed(5)
+    env.reset()
+    sim = env.market.sim
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(env.action_space.sample())
+        nav = sim.nav[0, sim.t[0]]
+        kernel = kernels.score_to_date(nav, int(sim.t[0]), 0, 0.0, 0.0, 0.0, 0.0, 0.0, sim._rules,
+                                       sim._metric_index, sim._coefficients)  # fmt: skip
+    assert kernel == info["grade"]["score"]
