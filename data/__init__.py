@@ -7,6 +7,7 @@ survivorship: the April-2026 NIFTY 100).
 from data.loader import DataValidationError, embedded_path, load_prices, validate_prices
 from data.panel import Panel, build_panel, load_panel
 from data.splits import SPLITS, Split, get_split
+from data.synthetic import resolve_data, synthetic_prices
 
 __all__ = [
     "SPLITS",
@@ -18,5 +19,7 @@ __all__ = [
     "get_split",
     "load_panel",
     "load_prices",
+    "resolve_data",
+    "synthetic_prices",
     "validate_prices",
 ]
