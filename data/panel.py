@@ -6,6 +6,7 @@ a reset never touches pandas.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data.features import INDICATORS, Indicator, compute_features
-from data.loader import PriceSource, load_prices
+from data.loader import PriceSource, embedded_path, file_sha256, load_prices
 
 # A day is a trading day when at least half the symbols have a row on it. This drops 2025-03-18,
 # which the source lacks for 90 of 100 symbols (5 more were not listed yet); its 5 rows are dropped with it.
@@ -42,9 +43,9 @@ class Panel:
     def n_days(self) -> int:
         return len(self.dates)
 
-    def day_index(self, date: str | np.datetime64) -> int:
-        """Index of a calendar date (exact match)."""
-        target = np.datetime64(pd.Timestamp(date).date(), "D")
+    def day_index(self, date: str | np.datetime64 | datetime.date, argument: str = "start_date") -> int:
+        """Index of a calendar date (exact match); ``argument`` names ``date`` in a bad value's error."""
+        target = parse_day(date, argument)
         index = int(np.searchsorted(self.dates, target))
         if index >= len(self.dates) or self.dates[index] != target:
             raise ValueError(f"{target} is not a trading day of this panel")
@@ -68,6 +69,21 @@ class Panel:
     @functools.cached_property
     def _iso_dates(self) -> list[str]:  # every info dict names a date: format them once
         return np.datetime_as_string(self.dates, unit="D").tolist()
+
+
+def parse_day(value: object, argument: str = "start_date") -> np.datetime64:
+    """``value`` as a day; a value that is no date ("", "NaT", text, a number) raises a ValueError that names
+    the argument and the accepted format, not pandas' internal error."""
+    accepted = f"{argument} must be an ISO date YYYY-MM-DD (e.g. 2024-01-02)"
+    if not isinstance(value, str | np.datetime64 | datetime.date):  # pd.Timestamp is a datetime.date
+        raise ValueError(f"{accepted}, got {type(value).__name__} {value!r}")
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise ValueError(f"{accepted}, got {value!r}")
+    return np.datetime64(stamp.date(), "D")
 
 
 def trading_calendar(prices: pd.DataFrame) -> pd.DatetimeIndex:
@@ -109,15 +125,31 @@ def build_panel(prices: pd.DataFrame, sha256: str, indicators: Mapping[str, Indi
 
 
 def load_panel(source: PriceSource = None) -> Panel:
-    """Load, validate and align a data source; file sources (and the embedded default) are cached."""
+    """Load, validate and align a data source; file sources (and the embedded default) are cached.
+
+    The cache is keyed on the file's content (its sha256), so a file rewritten in place is read again. The
+    hash is recomputed only when the file's stat changes (size, mtime, ctime, inode: a write always moves
+    ctime, which no user call can set back), so a repeated ``make`` does not re-read an unchanged file.
+    """
     if isinstance(source, pd.DataFrame):
         prices, sha = load_prices(source)
         return build_panel(prices, sha)
-    resolved = None if source is None else str(Path(source).resolve())
-    return _cached_file_panel(resolved)
+    path = (embedded_path() if source is None else Path(source)).resolve()
+    if not path.is_file():
+        load_prices(path)  # raises the loader's error (missing file, a directory, ...)
+    stat = path.stat()
+    content = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    return _cached_file_panel(str(path), content)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """sha256 of the file; the stat fields are the cache key only."""
+    return file_sha256(path)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_file_panel(path: str | None) -> Panel:
-    prices, sha = load_prices(path)
+def _cached_file_panel(path: str, content_sha256: str) -> Panel:
+    """The panel of ``path``; ``content_sha256`` is the cache key only (see :func:`load_panel`)."""
+    prices, sha = load_prices(path)  # the embedded file gets its repairs whichever way it is named
     return build_panel(prices, sha)

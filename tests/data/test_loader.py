@@ -3,7 +3,9 @@ symbol, the date and the rule; users' CSV/parquet files and DataFrames load the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data import DataValidationError, embedded_path, load_prices, validate_prices
-from data.loader import REQUIRED_COLUMNS, frame_sha256
+from data.loader import MAX_PRICE, MIN_PRICE, REQUIRED_COLUMNS, SYMBOL_PATTERN, frame_sha256
 
-EMBEDDED_SHA256 = "28e86766a79eeb07568e40644c7d0a95cd869cdaebe5857b3fd7f0871d49abbd"  # data/SOURCE.md
+EMBEDDED_SHA256 = "28e86766a79eeb07568e40644c7d0a95cd869cdaebe5857b3fd7f0871d49abbd"  # the file (SOURCE.md)
+LOADED_SHA256 = (
+    "92a721ed0d8b604f933dc2c3d7aa0ea9663867bc1869626cf0a9f8a36f239fe6"  # after the load-time repairs
+)
 ROW = 37  # the row the bad-data cases break: mid-table, so "the first row" would be the wrong answer
 
 
@@ -32,10 +37,15 @@ def test_the_embedded_set_is_whole(embedded_prices):
 
 
 def test_the_embedded_sha256_is_the_one_its_provenance_records(embedded):
+    """The file is the provenance copy (its bytes' sha256); runs record the repaired table's content hash."""
     source_md = (embedded_path().parent / "SOURCE.md").read_text()
-    recorded = re.search(r"sha256: ([0-9a-f]{64})", source_md).group(1)
+    recorded = re.search(r"^sha256: ([0-9a-f]{64})", source_md, re.MULTILINE).group(1)
+    recorded_loaded = re.search(r"^loaded sha256: ([0-9a-f]{64})", source_md, re.MULTILINE).group(1)
     on_disk = hashlib.sha256(embedded_path().read_bytes()).hexdigest()
-    assert embedded[1] == on_disk == recorded == EMBEDDED_SHA256
+    assert on_disk == recorded == EMBEDDED_SHA256
+    assert embedded[1] == frame_sha256(embedded[0]) == recorded_loaded == LOADED_SHA256
+    assert load_prices(embedded_path())[1] == LOADED_SHA256  # the embedded file named by its path: the same
+    assert load_prices(embedded[0])[1] == LOADED_SHA256  # the same table as a DataFrame: the same identity
 
 
 def test_the_embedded_rows_per_symbol_match_the_shipped_coverage_table(embedded_prices):
@@ -354,3 +364,188 @@ def test_the_content_hash_sees_a_one_value_change(small, small_sha, column, delt
         changed.loc[ROW, column] += delta
     validate_prices(changed)  # still valid data: only the hash may tell them apart
     assert load_prices(changed)[1] != small_sha
+
+
+# --------------------------------------------------------------------------- files that are not tables
+def _csv_text(frame: pd.DataFrame) -> str:
+    return frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d")).to_csv(index=False)
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _line(text: str, row: int, edit: Callable[[str], str]) -> str:
+    """``text`` with data row ``row`` (line row + 2 of the file) edited."""
+    lines = text.splitlines(keepends=True)
+    lines[row + 1] = edit(lines[row + 1])
+    return "".join(lines)
+
+
+BAD_FILES = [
+    # A zero-byte file (an interrupted download); pandas: EmptyDataError.
+    pytest.param("empty.csv", lambda f: b"", "the file is empty", id="empty"),
+    # A zero-byte .csv.gz: no gzip stream at all.
+    pytest.param("empty.csv.gz", lambda f: b"", "the file is empty", id="empty-gz"),
+    # Latin-1 bytes in a symbol (a non-UTF-8 export); raw: UnicodeDecodeError. Line 39 = data row 37.
+    pytest.param(
+        "latin1.csv",
+        lambda f: _line(_csv_text(f), ROW, lambda s: s.replace(",", "\xe9,", 2)[:-1] + "\n").encode(
+            "latin-1"
+        ),
+        "line 39 is not UTF-8 text (byte 0xe9)",
+        id="non-utf8",
+    ),
+    # A gzip cut in half (a partial copy); raw: EOFError.
+    pytest.param(
+        "cut.csv.gz",
+        lambda f: (lambda z: z[: len(z) // 2])(gzip.compress(_csv_text(f).encode())),
+        "not a complete gzip file",
+        id="truncated-gzip",
+    ),
+    # A parquet file with its middle overwritten (disk corruption); raw: pyarrow ArrowInvalid.
+    pytest.param(
+        "bad.parquet",
+        lambda f: (lambda b: b[:8] + bytes(len(b) - 16) + b[-8:])(_parquet_bytes(f)),
+        "not a readable parquet file",
+        id="corrupt-parquet",
+    ),
+    # A row with one field too many (a comma inside an unquoted value); raw: pandas ParserError.
+    pytest.param(
+        "ragged.csv",
+        lambda f: _line(_csv_text(f), ROW, lambda s: s.rstrip("\n") + ",7\n").encode(),
+        "malformed CSV: Expected 7 fields in line 39, saw 8",
+        id="ragged-row",
+    ),
+    # Years a datetime64[ns] cannot hold; raw: OutOfBoundsDatetime.
+    pytest.param(
+        "y9999.csv",
+        lambda f: _line(_csv_text(f), ROW, lambda s: "9999" + s[4:]).encode(),
+        "date outside 1900-01-01..2199-12-31",
+        id="year-9999",
+    ),
+    pytest.param(
+        "y1500.csv",
+        lambda f: _line(_csv_text(f), ROW, lambda s: "1500" + s[4:]).encode(),
+        "date outside 1900-01-01..2199-12-31",
+        id="year-1500",
+    ),
+    # Exchange stamps in IST, one row in UTC; raw: ValueError "Mixed timezones detected".
+    pytest.param(
+        "zones.csv",
+        lambda f: _line(
+            f.assign(date=f["date"].dt.strftime("%Y-%m-%dT09:15:00+05:30")).to_csv(index=False),
+            ROW,
+            lambda s: s.replace("+05:30", "+00:00"),
+        ).encode(),
+        "date time zone UTC+0000 differs from row 0's UTC+0530",
+        id="mixed-time-zones",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, content, rule", BAD_FILES)
+def test_a_file_that_is_not_a_price_table_is_named_with_what_is_wrong(small, tmp_path, name, content, rule):
+    path = tmp_path / name
+    path.write_bytes(content(small))
+    with pytest.raises(DataValidationError) as error:
+        load_prices(path)
+    assert str(path) in str(error.value) and rule in str(error.value), str(error.value)
+
+
+def test_a_directory_is_not_a_price_file(tmp_path):
+    folder = tmp_path / "prices.csv"
+    folder.mkdir()
+    with pytest.raises(DataValidationError, match=re.escape(f"{folder}: is a directory")):
+        load_prices(folder)
+
+
+def test_gzip_is_recognised_by_content_and_a_byte_order_mark_is_not_a_header(small, tmp_path):
+    expected = validate_prices(small)
+    zipped = tmp_path / "prices.csv"  # gzip bytes behind a plain .csv name
+    zipped.write_bytes(gzip.compress(_csv_text(small).encode()))
+    excel = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    excel.write_bytes(_csv_text(small).encode("utf-8-sig"))
+    for path in (zipped, excel):
+        pd.testing.assert_frame_equal(load_prices(path)[0], expected)
+
+
+# ---------------------------------------------------------------------------------------------- symbols
+@pytest.mark.parametrize(
+    "bad_symbol",
+    [
+        "TATA MOTORS",  # a space: the grammar reads "TATA" as the symbol and "MOTORS" as a bad fraction
+        " ITC",  # a leading space from a sloppy export: never typed by an agent
+        "X(1)",  # brackets: outside the grammar's symbol characters
+        "TCSÉ",  # non-ASCII letters: the grammar's symbol is ASCII
+        "INFY\t",  # a trailing tab
+    ],
+)
+def test_a_symbol_the_grammar_cannot_trade_is_rejected(as_read, bad_symbol):
+    with pytest.raises(DataValidationError) as error:
+        validate_prices(_set("symbol", bad_symbol)(as_read, ROW))
+    message = str(error.value)
+    assert f"row {ROW} (symbol {bad_symbol!r}" in message, message
+    assert "is not one the action grammar can trade" in message, message
+
+
+def test_symbols_that_differ_only_in_case_are_rejected(as_read):
+    """``ABB`` and ``abb`` in one file: an episode holding both would make every text step raise."""
+    upper = as_read.loc[ROW, "symbol"]
+    with pytest.raises(DataValidationError) as error:
+        validate_prices(_set("symbol", upper.lower())(as_read, ROW))
+    assert f"row {ROW} (symbol {upper.lower()!r}" in str(error.value)
+    assert f"symbols {[upper, upper.lower()]} differ only in case" in str(error.value)
+    assert "unique ignoring case" in str(error.value)
+
+
+def test_the_loaders_symbol_rule_is_the_action_grammars():
+    from market_env import actions
+
+    assert actions._SYMBOL.pattern == SYMBOL_PATTERN
+
+
+@settings(max_examples=300, deadline=None)
+@given(symbol=st.text(min_size=1, max_size=12))
+def test_the_loader_accepts_exactly_the_symbols_the_grammar_can_trade(small, symbol):
+    from market_env.actions import parse_action
+
+    accepted = True
+    try:
+        validate_prices(_set("symbol", symbol)(small, ROW))
+    except DataValidationError:
+        accepted = False
+    parsed = parse_action(f"BUY {symbol} 0.5", [symbol])
+    tradable = not parsed.invalid and parsed.orders[0].symbol == symbol
+    assert accepted == tradable or (symbol.upper() in {"INFY", "ITC", "TCS"} and not accepted), symbol
+
+
+# ----------------------------------------------------------------------------------------- price bounds
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e-300,  # passes "> 0", then the NAV's share count overflows to inf and the score to NaN
+        0.001,  # a tenth of a paisa: a unit error
+        1e300,  # a run-away adjustment factor
+        2e7,  # above the bound: no Indian share trades at two crore rupees
+    ],
+)
+def test_prices_outside_the_sane_range_are_rejected_naming_the_row(as_read, value, tmp_path):
+    broken = as_read.copy()
+    broken.loc[ROW, ["open", "high", "low", "close"]] = value
+    path = tmp_path / "bounds.csv"
+    broken.to_csv(path, index=False)
+    with pytest.raises(DataValidationError) as error:
+        load_prices(path)
+    symbol, iso_date = as_read.loc[ROW, "symbol"], as_read.loc[ROW, "date"]
+    assert f"{path}: row {ROW} (symbol {symbol}, date {iso_date})" in str(error.value)
+    assert f"open outside the sane price range [{MIN_PRICE:g}, {MAX_PRICE:g}] rupees" in str(error.value)
+
+
+def test_the_price_bounds_themselves_are_allowed(as_read):
+    edge = as_read.copy()
+    edge.loc[ROW, ["open", "high", "low", "close"]] = MIN_PRICE
+    edge.loc[ROW + 1, ["open", "high", "low", "close"]] = MAX_PRICE
+    assert len(validate_prices(edge)) == len(as_read)

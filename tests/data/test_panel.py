@@ -4,6 +4,7 @@ on the grid, caching, and panels of users' files and DataFrames."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -209,3 +210,40 @@ def test_the_shared_panel_is_read_only(panel):
     for array in (panel.close, panel.features, panel.dates, panel.present_count):
         with pytest.raises(ValueError, match="read-only"):
             array[0] = array[1]
+
+
+def test_a_file_rewritten_in_place_is_read_again(small, tmp_path):
+    """Same path, same size, same mtime: the cache is keyed on content, so the new prices are served."""
+    path = tmp_path / "mine.csv"
+    small.to_csv(path, index=False)
+    first = load_panel(path)
+    stat = path.stat()
+    changed = small.assign(volume=small["volume"] + np.where(small.index == 5, 1.0, 0.0))  # one share more
+    changed.to_csv(path, index=False)
+    if path.stat().st_size != stat.st_size:  # 999 -> 1000 changes the size; keep the case as hard as possible
+        pytest.skip("the edit changed the file size")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = load_panel(path)
+    assert second is not first and second.sha256 != first.sha256
+    assert np.nansum(second.volume) == np.nansum(first.volume) + 1
+    assert load_panel(path) is second  # unchanged since: cached again
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NaT",  # pandas' missing-date text: used to raise "NaTType does not support date"
+        "",  # an empty form field
+        "garbage",  # free text
+        "2024-13-01",  # month 13
+        None,  # JSON null
+        20240102,  # a number, not a date (pandas would read it as nanoseconds since 1970)
+        float("nan"),  # NaN from a spreadsheet
+    ],
+)
+def test_day_index_of_a_value_that_is_no_date_names_the_argument_and_format(panel, value):
+    with pytest.raises(ValueError, match=r"start_date must be an ISO date YYYY-MM-DD") as error:
+        panel.day_index(value)
+    assert repr(value) in str(error.value)
+    with pytest.raises(ValueError, match=r"^when must be an ISO date"):
+        panel.day_index(value, argument="when")

@@ -4,6 +4,10 @@
 
 Each entry: a task, an env version, a seed; the policy is uniform random numeric actions drawn from
 ``numpy.random.default_rng(seed)``. The stored grade must never drift for a published version.
+
+Entries marked ``"data": "raw"`` were stored before the embedded set's load-time repairs (``data.repairs``,
+MOTHERSON 2022-01-14) and are played on the raw file as shipped, so they still pin the market and grader of
+their version bit for bit; newer entries play the default (repaired) data.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import market_env
+from data.loader import read_table
 
 PATH = Path(__file__).with_name("reference_grades.json")
 CASES = [
@@ -24,8 +29,9 @@ CASES = [
 ]
 
 
-def play(task: str, version: str, seed: int) -> dict:
-    env = market_env.make(task, split="train", obs_mode="numeric", version=version)
+def play(task: str, version: str, seed: int, data: str = "default") -> dict:
+    prices = read_table()[0] if data == "raw" else None  # the file as shipped, without load-time repairs
+    env = market_env.make(task, split="train", obs_mode="numeric", version=version, data=prices)
     env.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, (env.market.task.n_days, env.market.task.n_stocks))
     for action in actions:

@@ -19,7 +19,9 @@ REFERENCES = json.loads(PATH.read_text())
     "reference", REFERENCES, ids=lambda r: f"{r['task']}-v{r['env_version']}-seed{r['seed']}"
 )
 def test_published_versions_reproduce_their_stored_grades(reference):
-    grade = play(reference["task"], reference["env_version"], reference["seed"])
+    grade = play(
+        reference["task"], reference["env_version"], reference["seed"], reference.get("data", "default")
+    )
     assert grade["start_date"] == reference["start_date"]
     assert grade["score"] == pytest.approx(reference["score"], abs=1e-12)
     for name, value in reference["metrics"].items():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -14,10 +17,11 @@ from hypothesis import strategies as st
 
 import market_env
 from data import load_prices
-from eval import cli, harness
+from eval import cli, harness, tracking
 from eval.agents import make_agent
 from market_env.actions import NUMERIC_DEADZONE
 from market_env.observations import split_observation
+from market_env.versions import ENV_VERSION
 from training import ppo
 from training.ppo_policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
 
@@ -123,7 +127,7 @@ def test_training_learns_selects_on_val_and_writes_its_record(medium_model):
     best = max(ppo_curve(out), key=lambda p: p["val_score"])
     assert json.loads((out / "best" / "meta.json").read_text())["timesteps"] == best["timesteps"]
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["data_sha256"] == load_prices()[1] and meta["env_version"] == "2.0.0"
+    assert meta["data_sha256"] == load_prices()[1] and meta["env_version"] == ENV_VERSION
     assert meta["task"] == "medium" and meta["config"]["n_envs"] == 4 and "git_commit" in meta
     assert json.loads((out / "best" / "config.json").read_text())["hidden"] == 16
     assert (out / "learning_curve.png").stat().st_size > 0
@@ -159,8 +163,9 @@ def test_ppo_agent_evaluates_through_the_evaluate_cli(medium_model, tmp_path):
             "--env-version", "1.0.0", "2.0.0", "--json", str(out), "--out-dir", str(tmp_path)]  # fmt: skip
     assert cli.main(args) == 0
     results = json.loads(out.read_text())["results"]
-    assert [(r["agent"], r["env_version"]) for r in results][:2] == [(name, "1.0.0"), (name, "2.0.0")]
-    assert results[0]["model"].endswith("best") and results[0]["obs_mode"] == "numeric"
+    ours = [r for r in results if r["agent"] == name]  # the table's row order is the CLI's business
+    assert [r["env_version"] for r in ours] == ["1.0.0", "2.0.0"]
+    assert ours[0]["model"].endswith("best") and ours[0]["obs_mode"] == "numeric"
 
 
 def test_train_ppo_cli_logs_an_mlflow_run(tmp_path, capsys):
@@ -171,7 +176,9 @@ def test_train_ppo_cli_logs_an_mlflow_run(tmp_path, capsys):
     assert ppo.main(args) == 0
     assert "best val score" in capsys.readouterr().out
     run = mlflow.get_run(json.loads((out / "meta.json").read_text())["mlflow_run_id"])
-    assert run.data.params["env_version"] == "2.0.0" and run.data.params["data_sha256"] == load_prices()[1]
+    assert (
+        run.data.params["env_version"] == ENV_VERSION and run.data.params["data_sha256"] == load_prices()[1]
+    )
     assert run.data.params["task_version"] == "1.0.0"
     assert {"val_score", "best_val_score", "train/value_loss"} <= set(run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
@@ -227,3 +234,189 @@ def test_vec_env_adapter_reports_final_scores_and_honours_seeds():
         _, rewards, dones, infos = venv.step(np.zeros((3, 1), dtype=np.float32))
     assert dones.all() and rewards.dtype == np.float32
     assert all(0 <= info["episode"]["r"] <= 1 and info["episode"]["l"] == 20 for info in infos)
+
+
+# ------------------------------------------------------------------ run directories, resume, interruptions
+CLI_TINY = ["--task", "easy", "--n-envs", "2", "--n-steps", "20", "--batch-size", "40", "--hidden", "8",
+            "--eval-episodes", "2", "--no-progress"]  # fmt: skip
+
+
+def test_rerunning_into_a_run_directory_is_refused_and_says_both_options(medium_model, capsys):
+    out = medium_model[0]
+    before = (out / "best" / "model.zip").read_bytes()
+    assert ppo.main([*CLI_TINY, "--timesteps", "40", "--output-dir", str(out), "--no-mlflow"]) == 2
+    message = capsys.readouterr().err
+    assert f"{out} already holds a train-ppo run (last checkpoint at 320 steps, best val score" in message
+    assert "pass --resume to continue it" in message and "--overwrite to replace it" in message
+    assert (out / "best" / "model.zip").read_bytes() == before  # untouched
+
+
+def test_overwrite_replaces_only_train_ppos_outputs_and_the_flags_are_checked(tmp_path):
+    for name in ("best", "last", ".last.staging"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.zip").write_text("old")
+    (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    with pytest.raises(ppo.RunDirectoryError, match="already holds a train-ppo run; pass --resume"):
+        ppo.prepare_output_dir(tmp_path)
+    with pytest.raises(ppo.RunDirectoryError, match="exclude each other"):
+        ppo.prepare_output_dir(tmp_path, resume=True, overwrite=True)
+    with pytest.raises(ppo.RunDirectoryError, match=r"nothing to resume .* holds no complete checkpoint"):
+        ppo.prepare_output_dir(tmp_path, resume=True)  # last/ has only a model.zip
+    assert ppo.prepare_output_dir(tmp_path, overwrite=True) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_resume_and_overwrite_cannot_be_given_together_on_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        ppo.main([*CLI_TINY, "--resume", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.fixture
+def checkpoint(medium_model, tmp_path):
+    """A copy of the medium run's best checkpoint and its loaded model."""
+    from stable_baselines3 import PPO
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(medium_model[0] / "best", copy)
+    return copy, PPO.load(copy / "model.zip", device="cpu")
+
+
+class ExplodingNormalizer:
+    """Fails as the second file of a save is written: the save dies with model.zip already on disk."""
+
+    def to_dict(self) -> dict:
+        raise OSError("disk full (simulated)")
+
+
+def test_a_save_interrupted_after_its_first_file_leaves_the_previous_checkpoint(checkpoint):
+    directory, model = checkpoint
+    files = {p.name: p.read_bytes() for p in directory.iterdir()}
+    config = ppo.PPOConfig(task="medium", **TINY)
+    with pytest.raises(OSError, match="disk full"):
+        ppo.save_checkpoint(directory, model, ExplodingNormalizer(), config, timesteps=999)
+    assert (directory.parent / ".ckpt.staging" / "model.zip").is_file()  # it did die mid-save
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == files
+    assert ppo.checkpoint_dir(directory) == directory and ppo.load_agent(directory).meta["timesteps"] != 999
+    normalizer = ppo.load_agent(directory).normalizer
+    ppo.save_checkpoint(directory, model, normalizer, config, timesteps=999)  # the next save cleans up
+    assert json.loads((directory / "meta.json").read_text())["timesteps"] == 999
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["ckpt"]
+
+
+def test_a_save_interrupted_between_its_renames_is_found_and_restored(checkpoint, monkeypatch):
+    directory, model = checkpoint
+    timesteps = json.loads((directory / "meta.json").read_text())["timesteps"]
+    real_replace, calls = ppo.os.replace, []
+
+    def dies_on_the_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C between "old -> retired" and "staging -> name"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ppo.os, "replace", dies_on_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        ppo.save_checkpoint(
+            directory, model, ppo.load_agent(directory).normalizer, ppo.PPOConfig(), timesteps=1
+        )
+    monkeypatch.setattr(ppo.os, "replace", real_replace)
+    assert not directory.exists()
+    assert ppo.load_agent(directory).meta["timesteps"] == timesteps  # loading finds the retired checkpoint
+    ppo.restore_checkpoint(directory)
+    assert json.loads((directory / "meta.json").read_text())["timesteps"] == timesteps
+
+
+KILL_LOOP = """
+import json, os, random, signal, sys, time, zipfile
+from pathlib import Path
+from stable_baselines3 import PPO
+from training import ppo
+source, out, kills = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+model = PPO.load(source / "model.zip", device="cpu")
+normalizer, config = ppo.load_agent(source).normalizer, ppo.PPOConfig(task="medium")
+ppo.save_checkpoint(out, model, normalizer, config, timesteps=0)
+rng, intact = random.Random(0), 0
+for kill in range(kills):
+    child = os.fork()
+    if child == 0:  # saves checkpoint after checkpoint until it is killed
+        step = 1
+        while True:
+            model.num_timesteps = step
+            ppo.save_checkpoint(out, model, normalizer, config, timesteps=step)
+            step += 1
+    time.sleep(rng.uniform(0.05, 0.4))
+    os.kill(child, signal.SIGKILL)
+    killed = os.WIFSIGNALED(os.waitpid(child, 0)[1])  # not an exit: the saves never failed on their own
+    found = ppo.checkpoint_dir(out)
+    meta = json.loads((found / "meta.json").read_text())
+    with zipfile.ZipFile(found / "model.zip") as archive:
+        in_model = json.loads(archive.read("data"))["num_timesteps"]
+    json.loads((found / "normalization.json").read_text())
+    intact += killed and ppo.is_complete(found) and meta["timesteps"] == in_model
+    ppo.restore_checkpoint(out)
+print(f"intact {intact} of {kills}")
+"""
+
+
+def test_checkpoints_survive_kill_9_in_the_middle_of_saving(medium_model, tmp_path):
+    """A process saving in a loop is SIGKILLed at random moments: each time one whole checkpoint is left,
+    its model.zip and meta.json from the same save."""
+    kills = 8
+    source, out = medium_model[0] / "best", tmp_path / "last"
+    done = subprocess.run([sys.executable, "-c", KILL_LOOP, str(source), str(out), str(kills)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"intact {kills} of {kills}" in done.stdout
+
+
+def test_resume_continues_the_step_count_curve_and_normaliser(medium_model, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(medium_model[0], out)
+    before = ppo.load_agent(out / "last")
+    config = ppo.PPOConfig(task="medium", timesteps=480, eval_every=160, **TINY)
+    summary = ppo.train(config, out, progress=False, log_mlflow=False, resume=True)
+    assert summary["timesteps"] == 480  # 320 done + one rollout of 4 x 40
+    assert [p["timesteps"] for p in ppo_curve(out)] == [0, 160, 320, 480]
+    after = ppo.load_agent(out / "last")
+    assert after.meta["timesteps"] == 480 and after.normalizer.stock.count > before.normalizer.stock.count
+    assert any(not th.equal(a, b) for a, b in zip(before.policy.state_dict().values(),
+                                                   after.policy.state_dict().values()))  # fmt: skip
+
+
+def test_a_sigterm_ends_the_mlflow_run_killed_and_resume_finishes_it(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "training.ppo", *CLI_TINY, "--timesteps", "100000", "--eval-every", "40",
+            "--output-dir", str(out)]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = [process.stdout.readline() for _ in range(2)]  # step 0 and step 40: last/ exists
+        assert seen[1].startswith("step"), seen
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "the MLflow run ended KILLED" in err and "train-ppo --resume" in err
+    run_id = json.loads((out / "last" / "meta.json").read_text())["mlflow_run_id"]
+    mlflow.set_tracking_uri(tracking.tracking_uri())  # the store the subprocess logged to
+    assert mlflow.get_run(run_id).info.status == "KILLED"
+    steps = json.loads((out / "last" / "meta.json").read_text())["timesteps"]
+    assert ppo.main([*CLI_TINY, "--resume", "--timesteps", str(steps + 40), "--output-dir", str(out)]) == 0
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed_at"] == str(steps)
+    assert json.loads((out / "meta.json").read_text())["timesteps"] == steps + 40
+
+
+def test_a_run_that_raises_ends_failed(tmp_path, monkeypatch):
+    def broken(config):
+        raise RuntimeError("baselines failed (simulated)")
+
+    monkeypatch.setattr(ppo, "baseline_scores", broken)
+    config = ppo.PPOConfig(task="easy", timesteps=40, eval_every=40, n_envs=2, n_steps=20, batch_size=40,
+                           hidden=8, eval_episodes=2)  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated"):
+        ppo.train(config, tmp_path / "run", progress=False)
+    (run,) = mlflow.search_runs(experiment_names=[ppo.EXPERIMENT], output_format="list")
+    assert run.info.status == "FAILED"

@@ -256,7 +256,9 @@ def test_the_openenv_manifest_agrees_with_the_running_server(client):
     assert manifest["limits"]["max_sessions"] == meta["limits"]["max_sessions"]
     paths = {(e["method"], e["path"]) for e in manifest["endpoints"]}
     ours = [
-        route for route in client.app.routes if route.path.startswith(("/health", "/metadata", "/sessions", "/batches"))
+        route
+        for route in client.app.routes
+        if route.path.startswith(("/health", "/metadata", "/sessions", "/batches"))
     ]
     served = {(method, route.path) for route in ours for method in route.methods}
     assert paths == served
