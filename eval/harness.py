@@ -3,6 +3,11 @@
 Episodes are fixed by (task, split, seed, episodes): slot i of the batch is the episode
 ``market_env.make(task, split=split).reset(seed=seed + i)`` plays, for every agent and every run, so
 differences between agents are not differences in market luck.
+
+Agents get the step's snapshot through :func:`eval.views.agent_snapshot`: the panel ends at each episode's
+current day. Each row records the episode's calendar start day (``start_day``) and real identity, read
+from the simulator here rather than from the env's ``info`` (which says nothing real in anonymised mode);
+the intervals of :mod:`eval.stats` cluster episodes by that start day.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 import market_env
 from eval.agents import Agent, RuleAgent
+from eval.views import agent_snapshot
 from market_env.actions import Order, format_action, numeric_to_fractions
 from market_env.grader import grade_episodes
 from market_env.market import PriceData
@@ -36,6 +43,7 @@ class EvalConfig:
     obs_mode: str | None = None  # default: the agent's own mode
     anonymize: bool = False
     data: PriceData = field(default=None, repr=False)  # default: the embedded NIFTY set
+    data_name: str = ""  # what --data said (a path or synthetic:<kind>...); "" is the embedded set
 
 
 @dataclass
@@ -61,6 +69,16 @@ class EvalResult:
     def values(self, metric: str) -> np.ndarray:
         return np.array([row[metric] for row in self.episodes], dtype=np.float64)
 
+    @property
+    def starts(self) -> np.ndarray:
+        """Calendar index of each episode's first decision day: what the intervals cluster on."""
+        return np.array([row["start_day"] for row in self.episodes], dtype=np.int64)
+
+    @property
+    def window(self) -> int:
+        """Days an episode's returns span; episodes starting closer than this share market days."""
+        return get_version(self.env_version).task(self.config.task).n_days
+
     def params(self) -> dict[str, Any]:
         """The run's identity, as logged to MLflow and written to JSON."""
         return {
@@ -69,7 +87,7 @@ class EvalResult:
             "split": self.config.split, "episodes": self.config.episodes, "seed": self.config.seed,
             "env_version": self.env_version, "task_version": self.task_version,
             "grader_version": self.grader_version, "data_sha256": self.data_sha256, "obs_mode": self.obs_mode,
-            "anonymize": self.config.anonymize,
+            "anonymize": self.config.anonymize, "data": self.config.data_name or "embedded",
         }  # fmt: skip
 
 
@@ -84,11 +102,66 @@ def numeric_to_text(actions: np.ndarray, names: list[tuple[str, ...]]) -> list[s
     return texts
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=True,
-    )  # fmt: skip
+class StepClock:
+    """Progress of a run that can take minutes per day (LLMs on a CPU): an estimate after the first decision
+    day (its measured seconds x the days), a remaining time from the mean pace so far (rich's own column
+    needs two steps inside 30 s and shows ``-:--:--`` when steps are slower), and, when the output is not
+    a terminal (a log), a plain line every ``log_every`` seconds instead of a bar."""
+
+    ESTIMATE_ABOVE_S = 10.0  # say nothing about time for runs shorter than this
+
+    def __init__(
+        self, label: str, n_days: int, decisions_per_day: int, enabled: bool, log_every: float = 30.0
+    ) -> None:
+        self.label, self.n_days, self.per_day, self.enabled = label, n_days, decisions_per_day, enabled
+        self.console, self.log_every = Console(stderr=True), log_every
+        self.start = self.last_log = time.perf_counter()
+        self.done = 0
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[eta]}"), console=self.console, transient=True,
+            disable=not (enabled and self.console.is_terminal),
+        )  # fmt: skip
+        self.job = self.bar.add_task(label, total=n_days, eta="")
+
+    def __enter__(self) -> StepClock:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def remaining(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return elapsed / max(self.done, 1) * (self.n_days - self.done)
+
+    def advance(self) -> None:
+        self.done += 1
+        left = self.remaining()
+        self.bar.update(self.job, advance=1, eta=f"{_duration(left)} left")
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        if self.done == 1 and elapsed * self.n_days > self.ESTIMATE_ABOVE_S:
+            per_decision = elapsed / max(self.per_day, 1)
+            self.console.print(
+                f"{self.label}: {self.n_days * self.per_day} decisions ({self.n_days} days x {self.per_day} "
+                f"episodes), {per_decision:.2f} s per decision on day 1: about {_duration(left + elapsed)} "
+                "in all",
+                soft_wrap=True,  # one line per message in a log
+            )
+        now = time.perf_counter()
+        if not self.console.is_terminal and now - self.last_log >= self.log_every and self.done < self.n_days:
+            self.last_log = now
+            self.console.print(
+                f"{self.label}: day {self.done}/{self.n_days}, {_duration(left)} left", soft_wrap=True
+            )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else (
+        f"{seconds // 60}:{seconds % 60:02d}")  # fmt: skip
 
 
 def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> EvalResult:
@@ -102,20 +175,22 @@ def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> E
     )  # fmt: skip
     start = time.perf_counter()
     observations, infos = env.reset(seed=config.seed)
+    identity = _identities(env.market.snapshot(), env.market.panel, env.market.task.n_days)
     agent.reset(config.episodes, config.seed)
     invalid = np.zeros(config.episodes)
     n_days = env.market.task.n_days
-    with _progress(progress) as bar:
-        job = bar.add_task(f"{agent.name} {config.task}", total=n_days)
+    with StepClock(f"{agent.name} {config.task}", n_days, config.episodes, progress) as clock:
         for _ in range(n_days):
-            actions = agent.act(observations, env.market.snapshot())
+            actions = agent.act(observations, agent_snapshot(env.market.snapshot()))
             if obs_mode == "text" and agent.obs_mode == "numeric":
                 actions = numeric_to_text(actions, env.names)
             observations, _, done, _, infos = env.step(actions)
             invalid += infos["invalid_action"]
-            bar.advance(job)
+            clock.advance()
     assert done.all(), "every episode of a task has the same length"
-    rows = [_episode_row(i, grade, invalid[i] / n_days) for i, grade in enumerate(infos["grade"])]
+    rows = [
+        _episode_row(i, grade, invalid[i] / n_days, identity[i]) for i, grade in enumerate(infos["grade"])
+    ]
     described = agent.describe()
     return EvalResult(
         agent=agent.name, model=described.get("model", ""), adapter=described.get("adapter", ""),
@@ -127,12 +202,19 @@ def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> E
     )  # fmt: skip
 
 
-def _episode_row(index: int, grade: dict, invalid_rate: float) -> dict[str, Any]:
+def _identities(snapshot, panel, n_days: int) -> list[dict[str, Any]]:
+    """Start day, dates and real symbols of every episode, from the simulator (never shown to the agent)."""
+    return [
+        {"start_day": int(start), "start_date": panel.iso_date(int(start)),
+         "end_date": panel.iso_date(int(start) + n_days), "symbols": [panel.symbols[k] for k in symbols]}
+        for start, symbols in zip(snapshot.start_day.tolist(), snapshot.symbols.tolist())
+    ]  # fmt: skip
+
+
+def _episode_row(index: int, grade: dict, invalid_rate: float, identity: dict[str, Any]) -> dict[str, Any]:
     return {
         "episode": index,
-        "start_date": grade["start_date"],
-        "end_date": grade["end_date"],
-        "symbols": list(grade["real_symbols"]),
+        **identity,
         "score": grade["score"],
         **{f"component_{name}": value for name, value in grade["components"].items()},
         **grade["metrics"],

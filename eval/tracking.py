@@ -8,15 +8,22 @@ task_version, data sha256), a metric per grade component and raw metric (mean an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; SQLite's own locking and the retry remain
+    fcntl = None
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 EVAL_EXPERIMENT = "nifty-rl-eval"
@@ -70,16 +77,59 @@ def write_meta(directory: str | Path, **fields: Any) -> Path:
     return path
 
 
+SETUP_ATTEMPTS = 5
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other backends)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def setup_lock(uri: str):
+    """An exclusive lock on ``<db>.lock`` while a process creates or migrates a SQLite tracking database.
+
+    Three ``evaluate`` processes started together on a fresh database each ran MLflow's schema creation at
+    once and lost 6 of 9 runs to alembic errors (issue 18); holding this lock around the first connection
+    and the experiment's creation makes them take turns. Other backends need no lock.
+    """
+    path = sqlite_path(uri)
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def start_run(experiment: str, run_name: str):
-    """Open an MLflow run on the configured backend (imported here: mlflow takes seconds to import)."""
+    """Open an MLflow run on the configured backend (imported here: mlflow takes seconds to import).
+
+    Setup (schema, experiment) runs under :func:`setup_lock`, retried with a growing pause should another
+    process still hold the database (SQLite's "database is locked")."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(experiment)
-    return mlflow.start_run(run_name=run_name)
+    uri = tracking_uri()
+    for attempt in range(SETUP_ATTEMPTS):
+        try:
+            with setup_lock(uri):
+                mlflow.set_tracking_uri(uri)
+                mlflow.set_experiment(experiment)
+                return mlflow.start_run(run_name=run_name)
+        except Exception:  # MLflow raises many types for a busy database; the last try re-raises
+            if attempt == SETUP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
-def log_evaluation(result, summary: dict, vs_hold: dict | None, artifacts: list[Path]) -> str:
+def log_evaluation(
+    result, summary: dict, vs_hold: dict | None, artifacts: list[Path], vs_benchmark: dict | None = None
+) -> str:
     """One MLflow run for one (agent, task, env version); returns its run id."""
     import mlflow
 
@@ -94,9 +144,13 @@ def log_evaluation(result, summary: dict, vs_hold: dict | None, artifacts: list[
                 f"{metric}_ci_low": estimate.low,
                 f"{metric}_ci_high": estimate.high,
             }
-        for metric, estimate in (vs_hold or {}).items():
-            metrics |= {f"{metric}_vs_hold": estimate.mean, f"{metric}_vs_hold_ci_low": estimate.low,
-                        f"{metric}_vs_hold_ci_high": estimate.high}  # fmt: skip
+        for name, paired in (("vs_hold", vs_hold), ("vs_buy_and_hold", vs_benchmark)):
+            for metric, estimate in (paired or {}).items():
+                metrics |= {f"{metric}_{name}": estimate.mean, f"{metric}_{name}_ci_low": estimate.low,
+                            f"{metric}_{name}_ci_high": estimate.high}  # fmt: skip
+        score = summary.get("score")
+        if score is not None:
+            metrics |= {"n_episodes": score.n, "n_eff": score.as_dict()["n_eff"]}
         mlflow.log_metrics(metrics)
         for path in artifacts:
             mlflow.log_artifact(str(path))

@@ -95,3 +95,24 @@ def test_a_rule_agent_through_the_text_pipeline_matches_its_numeric_run(results)
     assert text.obs_mode == "text"
     np.testing.assert_allclose(text.values("score"), results["rsi"].values("score"), atol=1e-3)
     assert text.values("invalid_rate").max() == 0.0
+
+
+def test_rows_carry_the_calendar_start_day_the_intervals_cluster_on(results, panel):
+    result = results["rsi"]
+    for row in result.episodes:
+        assert panel.iso_date(row["start_day"]) == row["start_date"]
+    assert result.window == 30 and result.starts.shape == (12,)
+
+
+def test_a_slow_run_says_how_long_it_will_take_and_logs_progress_without_a_terminal(capsys, monkeypatch):
+    from eval import harness
+
+    monkeypatch.setattr(harness.StepClock, "ESTIMATE_ABOVE_S", 0.0)
+    with harness.StepClock("llm easy", n_days=4, decisions_per_day=3, enabled=True, log_every=0.0) as clock:
+        for _ in range(4):
+            clock.advance()
+            assert clock.bar.tasks[0].fields["eta"].endswith("left")  # a real remaining time, never -:--:--
+    err = capsys.readouterr().err
+    assert "12 decisions (4 days x 3 episodes)" in err and "s per decision on day 1: about" in err
+    assert "day 1/4" in err and "day 3/4" in err  # plain lines for a log
+    assert harness._duration(3725) == "1:02:05" and harness._duration(65) == "1:05"

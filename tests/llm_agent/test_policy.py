@@ -261,10 +261,11 @@ def test_evaluate_smollm2_offline_prints_invalid_rates_writes_json_and_logs_tran
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root is relative to the working directory
     out = tmp_path / "out.json"
     args = ["--agent", "smollm2-135m", "--task", "easy", "--episodes", "1", "--max-new-tokens", "4",
-            "--json", str(out), "--out-dir", str(tmp_path / "eval"), "--no-plots", "--quiet"]  # fmt: skip
+            "--json", str(out), "--out-dir", str(tmp_path / "eval"), "--no-plots", "--quiet",
+            "--no-baselines"]  # fmt: skip
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
-    assert "easy task, test split, 1 paired episodes" in printed and "invalid" in printed
+    assert "easy task, test split, n = 1 paired episodes" in printed and "invalid" in printed
     assert f"logged to sqlite:///{tmp_path / 'runs.db'}" in printed
 
     [result] = json.loads(out.read_text())["results"]
