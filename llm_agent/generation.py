@@ -125,8 +125,13 @@ class GenerationStats:
 
 
 def format_chat(tokenizer: Any, messages: Chat) -> str:
-    """Render one chat with the model's chat template, ending with the assistant turn's opening."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    """Render one chat with the model's chat template, ending with the assistant turn's opening (the system
+    message folded into the user turn for templates that want none: ``llm_agent.prompts.fit_chat``)."""
+    from llm_agent.prompts import fit_chat
+
+    return tokenizer.apply_chat_template(
+        fit_chat(list(messages), tokenizer), tokenize=False, add_generation_prompt=True
+    )
 
 
 class DecodingConstraint(Protocol):
@@ -159,7 +164,26 @@ def generate(
     prompts = [format_chat(loaded.tokenizer, chat) for chat in messages_batch]
     if loaded.backend == "vllm":  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
         return _generate_vllm(loaded, prompts, config, constraint)
+    if loaded.backend == "unsloth":  # pragma: no cover - Unsloth needs a CUDA GPU, which CI does not have
+        return _generate_unsloth(loaded, prompts, config, constraint)
     return _generate_transformers(loaded, prompts, config, constraint)
+
+
+def _generate_unsloth(
+    loaded: LoadedModel, prompts: list[str], config: GenerationConfig, constraint: DecodingConstraint | None
+) -> list[Completion]:  # pragma: no cover - Unsloth needs a CUDA GPU, which CI does not have
+    """Generate in Unsloth's inference mode (its fast decoding path; a model being trained, e.g. GRPO's val
+    evaluation, is switched there for the call and back to training mode after)."""
+    from unsloth import FastLanguageModel
+
+    # a model with trainable weights is in training (its caller may have set eval() for the evaluation)
+    in_training = any(param.requires_grad for param in loaded.model.parameters())
+    FastLanguageModel.for_inference(loaded.model)
+    try:
+        return _generate_transformers(loaded, prompts, config, constraint)
+    finally:
+        if in_training:
+            FastLanguageModel.for_training(loaded.model)
 
 
 def _generate_transformers(

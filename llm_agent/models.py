@@ -66,6 +66,11 @@ CACHE_MARKER = "nifty_rl_cache.json"  # written last inside the temp dir: a cach
 LLM_PREFIX = "llm:"
 BACKENDS = ("auto", "transformers", "unsloth", "vllm")
 GPU_EXTRA_HINT = 'pip install "nifty-rl[gpu]"'
+# vLLM for evaluation: the longest prompt (hard task, about 2,000-2,500 tokens) plus a 512-token reasoning
+# budget fits 4,096 tokens; without a limit vLLM reserves KV cache for the model's full context (131k for the
+# DeepSeek 7B), which does not fit a T4. Evaluation has the GPU to itself, hence the large memory share.
+VLLM_MAX_MODEL_LEN = 4096
+VLLM_GPU_MEMORY_UTILIZATION = 0.85
 
 
 # ---------------------------------------------------------------------------------------------------- errors
@@ -496,7 +501,58 @@ def _weights_path(spec: ModelSpec) -> str:
     """Where to read the base weights: the SmolLM2 cache, an existing local dir, or a hub id."""
     if spec.alias == SMOLLM2_ALIAS:
         return str(ensure_smollm2_cache())
-    return _local_or_hub(spec.model_id_or_path, "model")
+    path = _local_or_hub(spec.model_id_or_path, "model")
+    if not Path(path).exists():
+        check_hub_access(path)
+    return path
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_offline_reason(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached (``HF_HUB_OFFLINE`` set, or no TCP connection to its host
+    within ``timeout_s``), or None when it can. Without this check a missing network costs about 55 s of
+    huggingface_hub's retries before any message."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = (
+        endpoint.hostname or "huggingface.co",
+        endpoint.port or (80 if endpoint.scheme == "http" else 443),
+    )
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        return f"no connection to {host}:{port} within {timeout_s:g} s ({err})"
+    return None
+
+
+def check_hub_access(repo_id: str) -> None:
+    """Fail within seconds when a hub id must be downloaded and the hub cannot be reached.
+
+    A model already in the Hugging Face cache loads offline: ``HF_HUB_OFFLINE`` is then set for this
+    process so that transformers reads the cache without first retrying the network.
+
+    Raises:
+        ModelLoadError: no network (or offline mode) and no cached copy of ``repo_id``.
+    """
+    reason = hub_offline_reason()
+    if reason is None:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return
+    raise ModelLoadError(
+        f"{repo_id!r} is a Hugging Face hub id, not in the local cache (HF_HOME), and the hub is unreachable "
+        f"({reason}). Connect to the internet (Kaggle: Settings > Internet on), put the model in the cache, "
+        f"or use {SMOLLM2_ALIAS!r} (offline) or llm:<local-dir>."
+    )
 
 
 def _local_or_hub(name: str, what: str) -> str:
@@ -547,6 +603,8 @@ def _load_transformers(
 
 def _gpu_kwargs(device: str, dtype: torch.dtype, load_in_4bit: bool) -> dict[str, Any]:  # pragma: no cover
     """from_pretrained arguments for a GPU (not run in CI, which has no GPU)."""
+    local_rank = os.environ.get("LOCAL_RANK", "")  # under accelerate launch / torchrun: this process's GPU
+    device = f"cuda:{local_rank}" if device == "cuda" and local_rank.isdigit() else device
     kwargs: dict[str, Any] = {"device_map": {"": device}}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -577,9 +635,44 @@ def _load_unsloth(
     )
     if spec.adapter_path:
         model = _load_adapter(model, spec.adapter_path, for_training)
+        if for_training:  # Unsloth's fast LoRA kernels and its gradient checkpointing on the loaded adapter
+            model = FastLanguageModel.patch_peft_model(model, use_gradient_checkpointing="unsloth")
     if not for_training:
         FastLanguageModel.for_inference(model)
     return model, tokenizer
+
+
+def unsloth_will_be_used() -> bool:
+    """Whether training here goes through Unsloth: it is installed and a CUDA GPU is visible (the rule of
+    :func:`load_model`'s ``backend="auto"``), decided without importing Unsloth."""
+    if not _installed("unsloth"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def import_unsloth_first() -> bool:
+    """Import Unsloth before TRL, transformers and peft when training will use it; True when it did.
+
+    Unsloth patches those libraries (its fast trainers, kernels, fixed gradient accumulation) at import time,
+    so it must come first; imported later it warns and its patches are missing. ``train-sft`` and
+    ``train-grpo`` call this before importing anything else heavy.
+    """
+    if not unsloth_will_be_used():
+        return False
+    _import_unsloth()  # pragma: no cover - Unsloth needs a CUDA GPU, which CI does not have
+    return True  # pragma: no cover
+
+
+def _import_unsloth() -> None:  # pragma: no cover - Unsloth needs a CUDA GPU, which CI does not have
+    import sys
+    import warnings
+
+    late = [name for name in ("trl", "transformers", "peft") if name in sys.modules]
+    if late:
+        warnings.warn(f"{', '.join(late)} imported before Unsloth: its patches may be missing", stacklevel=3)
+    import unsloth  # noqa: F401
 
 
 def _load_vllm(
@@ -587,7 +680,12 @@ def _load_vllm(
 ) -> tuple[Any, Any]:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
     from vllm import LLM
 
-    kwargs: dict[str, Any] = {"model": path, "dtype": str(dtype).removeprefix("torch.")}
+    kwargs: dict[str, Any] = {
+        "model": path,
+        "dtype": str(dtype).removeprefix("torch."),
+        "max_model_len": VLLM_MAX_MODEL_LEN,
+        "gpu_memory_utilization": VLLM_GPU_MEMORY_UTILIZATION,
+    }
     if spec.adapter_path:
         kwargs.update(enable_lora=True, max_lora_rank=64)
     if load_in_4bit:

@@ -54,8 +54,8 @@ class LLMAgentConfig:
         load_in_4bit: 4-bit weights (CUDA and bitsandbytes).
         backend: ``"auto"`` (vLLM on a GPU when it is installed, else transformers) or a backend of
             :func:`llm_agent.models.load_model`.
-        use_system_role: rules in a system message; default off for reasoning models (DeepSeek-R1 distills
-            want every instruction in the user turn).
+        use_system_role: rules in a system message (default); ``format_chat`` folds it into the user turn for
+            templates that open ``<think>`` (DeepSeek-R1 distills want every instruction in the user turn).
         task: the task name or spec for the prompt's rules; default: inferred from the first day's number
             of stocks and episode length (the harness creates the agent before the environment).
         transcripts: how many decisions to keep as transcripts (a seeded sample of episodes x days).
@@ -133,9 +133,9 @@ class LLMAgent:
         config = config or LLMAgentConfig(**options)
         self.spec = parse_model_spec(config.model)
         self.think = self.spec.reasoning if config.think is None else config.think
-        self.use_system_role = (
-            not self.spec.reasoning if config.use_system_role is None else config.use_system_role
-        )
+        # the rules go in a system message, which format_chat folds into the user turn for templates that
+        # open <think> themselves (R1 distills): the same format as the SFT data and the GRPO prompts
+        self.use_system_role = True if config.use_system_role is None else config.use_system_role
         self.max_new_tokens = config.max_new_tokens or (
             THINK_MAX_NEW_TOKENS if self.think else ACTION_MAX_NEW_TOKENS
         )

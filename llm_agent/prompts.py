@@ -4,9 +4,18 @@ The user message is the environment's text observation (which ends with the acti
 message states the market rules that the observation does not repeat every day. Models whose chat template
 wants no system message (DeepSeek-R1 distills: "all instructions in the user prompt") get the rules
 prepended to the user message instead.
+
+One format for training and evaluation: SFT data, GRPO prompts and evaluation all build the same
+[system, user] messages, and :func:`fit_chat` (applied by ``llm_agent.generation.format_chat``, the SFT
+tokenizer and the GRPO trainer's dataset) folds the system message into the user turn for every template
+that opens ``<think>`` itself (the R1 distills), decided from the tokenizer, not from a model alias.
+:func:`fit_completion` drops a training answer's own ``<think>`` after such a template, so training never
+sees ``<think>\n<think>``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from market_env.tasks import TaskSpec
 from market_env.versions import get_version
@@ -52,3 +61,45 @@ def split_reasoning(completion: str) -> tuple[str, str]:
         reasoning, answer = completion.rsplit(THINK_CLOSE, 1)
         return reasoning.replace(THINK_OPEN, "").strip(), answer.strip()
     return "", completion.strip()
+
+
+def template_opens_think(tokenizer: Any) -> bool:
+    """Whether the chat template opens the think block itself (DeepSeek-R1 distills end the generation
+    prompt with ``<think>\n``), probed by rendering a one-message chat once per template."""
+    key = str(getattr(tokenizer, "chat_template", None))
+    if key not in _OPENS_THINK:
+        probe = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        )
+        _OPENS_THINK[key] = probe.rstrip().endswith(THINK_OPEN)
+    return _OPENS_THINK[key]
+
+
+_OPENS_THINK: dict[str, bool] = {}  # chat template -> whether it opens <think>
+
+
+def fit_chat(messages: list[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
+    """The messages as this model family is prompted: a leading system message folded into the first user
+    turn (as ``build_messages(..., use_system_role=False)`` writes it) when the template opens ``<think>``."""
+    if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+        return list(messages)
+    if not template_opens_think(tokenizer):
+        return list(messages)
+    system, user, *rest = messages
+    return [{"role": "user", "content": f"{system['content']}\n\n{user['content']}"}, *rest]
+
+
+def fit_completion(completion: str, prompt: str) -> str:
+    """A training answer that follows ``prompt``: without its own ``<think>`` when the prompt already ends
+    with one (the template opened it), so the model is not taught to write ``<think>`` twice."""
+    if prompt.rstrip().endswith(THINK_OPEN) and completion.lstrip().startswith(THINK_OPEN):
+        return completion.lstrip()[len(THINK_OPEN) :].lstrip("\n")
+    return completion
+
+
+def fit_prompts(dataset: Any, tokenizer: Any) -> Any:
+    """A GRPO prompt dataset (a ``datasets.Dataset`` with a ``prompt`` column of messages) in the model's
+    format; unchanged (the same object) for templates that take a system message."""
+    if not template_opens_think(tokenizer):
+        return dataset
+    return dataset.map(lambda row: {"prompt": fit_chat(row["prompt"], tokenizer)})

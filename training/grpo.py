@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -31,13 +32,27 @@ from typing import Any
 
 from market_env.tasks import TASK_NAMES
 from market_env.versions import ENV_VERSIONS
-from training.profiles import PROFILES, TrainingProfile, get_profile
-from training.rewards import CONTINUATIONS
+from training.distributed import VLLM_MODES, vllm_config_kwargs
+from training.profiles import (
+    PROFILES,
+    TrainingProfile,
+    cpu_evaluate_estimate,
+    get_profile,
+    quiet_checkpointing_alias,
+)
+from training.rewards import BASELINES, CONTINUATIONS, SCALE_REWARDS
 
 GRPO_EXPERIMENT = "nifty-rl-grpo"
 BEST_DIR, FINAL_DIR = "best", "final"
 VAL_HISTORY = "val_history.json"
 logger = logging.getLogger(__name__)
+
+
+VLLM_4BIT_REFUSAL = (
+    "--use-vllm with --load-in-4bit is refused: TRL cannot sync the weights of a 4-bit PEFT model into vLLM "
+    "(huggingface/trl#4973, open), so generation would use stale weights. Drop --use-vllm (generation with "
+    "transformers) or drop --load-in-4bit (a model that fits in 16-bit)."
+)
 
 
 class GRPOConfigError(ValueError):
@@ -92,13 +107,24 @@ class GRPORunConfig:
     eval_seed: int = 1000
     seed: int = 0
     use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = 0.35
+    vllm_mode: str = "colocate"  # or "server": a separate `trl vllm-serve` (docs/scaling.md)
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
     load_in_4bit: bool = False
     prompt_episodes: int = 64
     prompt_stride: int = 1
     experts: tuple[str, ...] = ("rsi", "random")
     continuation: str = "hold"
+    baseline: str = "none"
+    policy_every: int = 0
+    policy_episodes: int = 8
+    data: str | None = None
     think: bool = True
-    beta: float = 0.04
+    beta: float = 0.0
+    scale_rewards: str = "batch"
+    epsilon_high: float | None = None
+    loss_type: str = "dapo"
     temperature: float = 1.0
     learning_rate: float | None = None
     max_completion_length: int | None = None
@@ -123,14 +149,16 @@ def load_policy(config: GRPORunConfig, profile: TrainingProfile) -> tuple[Any, A
     from llm_agent.models import detect_hardware, load_model, parse_model_spec
     from training.sft import trainable_model
 
+    if config.use_vllm and profile.load_in_4bit:  # refused on any machine, before anything is loaded
+        raise GRPOConfigError(VLLM_4BIT_REFUSAL)
+    if config.use_vllm:  # the missing package first: on a GPU machine it is what is left to fix
+        _require_vllm(config.vllm_mode)
     on_gpu = detect_hardware().device == "cuda"
     if not on_gpu and (profile.dtype != "float32" or config.use_vllm):
         raise GRPOConfigError(
             f"profile {profile.name!r}{' with --use-vllm' if config.use_vllm else ''} needs a CUDA GPU and "
             "none is visible; use --profile cpu (or auto) without --use-vllm"
         )
-    if config.use_vllm:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
-        _require_vllm()
     spec = parse_model_spec(config.model)
     if config.adapter:
         spec = replace(spec, adapter_path=config.adapter)
@@ -139,13 +167,12 @@ def load_policy(config: GRPORunConfig, profile: TrainingProfile) -> tuple[Any, A
     return loaded, model, peft_config
 
 
-def _require_vllm() -> None:  # pragma: no cover - vLLM needs a CUDA GPU, which CI does not have
-    import importlib.util
+def _require_vllm(mode: str) -> None:
+    from llm_agent.models import MissingDependencyError
+    from training.distributed import missing_vllm_message
 
-    from llm_agent.models import GPU_EXTRA_HINT, MissingDependencyError
-
-    if importlib.util.find_spec("vllm") is None:
-        raise MissingDependencyError(f"--use-vllm needs the package 'vllm'; install it with {GPU_EXTRA_HINT}")
+    if message := missing_vllm_message(mode):
+        raise MissingDependencyError(message)
 
 
 def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSizes, on_gpu: bool) -> Any:
@@ -167,14 +194,25 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
         learning_rate=sizes.learning_rate,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=min(5, max(config.max_steps // 20, 0)),
-        beta=config.beta,
+        beta=config.beta,  # 0: no frozen reference model, no reference forward pass (18% of a CPU step)
+        # keep the reward's magnitude: the group std would leave only the sign of BUY - HOLD (docs/grpo.md)
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+        **({"epsilon_high": config.epsilon_high} if config.epsilon_high is not None else {}),  # clip-higher
         bf16=profile.bf16_autocast(on_gpu),
         use_cpu=not on_gpu,  # transformers accepts bf16 without a GPU only when told it runs on the CPU
         fp16=profile.dtype == "float16",  # T4: no bf16
-        activation_checkpointing=profile.gradient_checkpointing,  # TRL would default it on, also on CPU
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        use_vllm=config.use_vllm,
-        vllm_mode="colocate",
+        # the old name: the Kaggle stack's transformers<=5.17 has no `activation_checkpointing` (training.sft)
+        gradient_checkpointing=profile.gradient_checkpointing,  # TRL would default it on, also on CPU
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        **vllm_config_kwargs(
+            config.use_vllm,
+            config.vllm_mode,
+            config.vllm_server_host,
+            config.vllm_server_port,
+            config.vllm_gpu_memory_utilization,
+            profile.max_length + sizes.max_completion_length,
+        ),
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -186,24 +224,19 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
 
 
 def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
-    """The checkpoint ``--resume`` continues; a fresh run refuses to overwrite one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint for ``--resume``; a fresh run refuses to overwrite one."""
+    from training.sft import find_resume_checkpoint
 
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume and last is None:
-        raise GRPOConfigError(f"--resume: no checkpoint-* in {output_dir}; start the run without --resume")
-    if not resume and last is not None:
-        raise GRPOConfigError(
-            f"{output_dir} already holds {Path(last).name}; pass --resume to continue it or choose another "
-            "--output-dir"
-        )
-    return last
+    return find_resume_checkpoint(output_dir, resume, GRPOConfigError)
 
 
 def save_adapter(policy: Any, directory: Path, /, **meta: Any) -> Path:
     """Save the trained adapter only (not TRL's frozen ``ref`` copy) with a ``meta.json`` beside it."""
     from eval.tracking import write_meta
+    from training.distributed import is_main_process
 
+    if not is_main_process():  # under accelerate launch every process holds the same weights: save once
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
     policy.save_pretrained(str(directory), selected_adapters=["default"])
     write_meta(directory, **meta)
@@ -226,46 +259,71 @@ class GRPOResult:
 
 def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     """Run GRPO as ``config`` says; ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
-    import mlflow
+    from llm_agent.models import import_unsloth_first
+
+    import_unsloth_first()  # before TRL and transformers, so that its patches apply
+    quiet_checkpointing_alias()
     from transformers import set_seed
     from trl import GRPOTrainer
 
-    from eval.tracking import start_run, write_meta
+    from llm_agent.prompts import fit_prompts
+    from training.distributed import main_process_mlflow as mlflow  # accelerate: log from rank 0 only
+    from training.distributed import main_process_run, write_meta
     from training.grpo_monitor import CollapseMonitor, ValSelector, plot_reward_curve
     from training.grpo_prompts import PromptSetConfig, build_prompt_dataset
     from training.rewards import EnvScoreReward, RewardConfig
+    from training.sft import fp32_trainable_parameters, needs_fp32_adapter
 
+    if config.policy_every > 0:  # every round ends on a checkpoint, which the next round resumes from
+        config = replace(config, save_steps=math.gcd(config.save_steps, config.policy_every))
     profile = get_profile(config.profile).with_overrides(load_in_4bit=config.load_in_4bit or None)
     sizes, output_dir = config.sizes(profile), Path(config.output_dir)
     checkpoint = resume_checkpoint(output_dir, config.resume)
     prompts = PromptSetConfig(config.task, config.prompt_episodes, config.seed, config.experts,
-                              config.prompt_stride, config.think, config.env_version)  # fmt: skip
+                              config.prompt_stride, config.think, config.env_version,
+                              data=config.data)  # fmt: skip
     dataset = build_prompt_dataset(prompts)
     reward = EnvScoreReward(RewardConfig(config.task, config.env_version, config.continuation,
-                                         config.invalid_reward, sizes.num_generations))  # fmt: skip
+                                         config.invalid_reward, sizes.num_generations, config.baseline,
+                                         config.data))  # fmt: skip
     set_seed(config.seed)  # before a new LoRA's weights are drawn
     loaded, model, peft_config = load_policy(config, profile)
     params = {
         "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
+        "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
+        "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "data": config.data or "nifty",
+        "policy_every": config.policy_every, "policy_episodes": config.policy_episodes,
+        "trl_version": _trl_version(),
         "resumed_from": checkpoint or "", **{f"grpo_{k}": v for k, v in asdict(sizes).items()},
         **profile.as_params(),
     }  # fmt: skip
     write_meta(output_dir, run_config=asdict(config), **params)
     selector = ValSelector(loaded, config, sizes, output_dir, params)
     started = time.perf_counter()
-    with start_run(GRPO_EXPERIMENT, f"grpo {config.model} {output_dir.name}"):
+    with main_process_run(GRPO_EXPERIMENT, f"grpo {config.model} {output_dir.name}"):
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=[reward],
-            args=grpo_config(config, profile, sizes, loaded.device.startswith("cuda")),
-            train_dataset=dataset,
-            processing_class=loaded.tokenizer,
-            peft_config=peft_config,
-            callbacks=[CollapseMonitor(), selector, *callbacks],
-        )
-        trainer.train(resume_from_checkpoint=checkpoint)
+        monitors = [CollapseMonitor(), selector, *callbacks]
+        on_gpu, start = loaded.device.startswith("cuda"), checkpoint_step(checkpoint)
+        for end in round_ends(start, config.max_steps, config.policy_every):
+            if config.policy_every > 0:  # states the policy being trained reaches now (seeded by the step)
+                dataset = policy_dataset(config, sizes, replace(loaded, model=model), start)
+                mlflow.log_metric("policy_prompt_rows", len(dataset), step=start)
+            trainer = GRPOTrainer(
+                model=model,
+                reward_funcs=[reward],
+                args=grpo_config(replace(config, max_steps=end), profile, sizes, on_gpu),
+                train_dataset=fit_prompts(dataset, loaded.tokenizer),  # the model family's format
+                processing_class=loaded.tokenizer,
+                peft_config=peft_config,
+                callbacks=monitors,
+            )
+            if needs_fp32_adapter(profile):  # fp16 GradScaler: TRL cast the LoRA of a 4-bit base to bf16
+                fp32_trainable_parameters(trainer.model)
+            trainer.train(resume_from_checkpoint=checkpoint)
+            # the next round goes on from this one: same LoRA, optimizer and step count
+            model, peft_config, start = trainer.model, None, end
+            checkpoint = resume_checkpoint(output_dir, True) if end < config.max_steps else None
         selector.final(trainer.model, trainer.state.global_step)
         save_adapter(trainer.model, output_dir / FINAL_DIR, step=trainer.state.global_step, **params)
         curve = plot_reward_curve(
@@ -276,6 +334,46 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
         mlflow.log_metric("train_seconds", round(seconds, 1))
     return GRPOResult(output_dir, loaded.path, trainer.state.global_step, selector.best, selector.history,
                       curve, seconds)  # fmt: skip
+
+
+def _trl_version() -> str:
+    import trl
+
+    return trl.__version__
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The global step a ``checkpoint-N`` directory was saved at (0 without one)."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def round_ends(start: int, max_steps: int, every: int) -> list[int]:
+    """The steps at which training rounds end: one round without on-policy states, else every ``every``."""
+    if every <= 0:
+        return [max_steps]
+    return [*range((start // every + 1) * every, max_steps, every), max_steps]
+
+
+def policy_dataset(config: GRPORunConfig, sizes: GRPOSizes, loaded: Any, step: int) -> Any:
+    """Prompt states reached by the policy being trained, sampling as GRPO does, seeded by ``step``.
+
+    The episodes are new at every refresh (seeds ``seed + 1_000_003 + step * policy_episodes`` onwards),
+    and the same weights, seed and step give the same rows: generation is seeded per decision day.
+    """
+    from training.grpo_monitor import PolicyAgent
+    from training.grpo_prompts import POLICY, PromptSetConfig, build_prompt_dataset
+
+    first = config.seed + 1_000_003 + step * config.policy_episodes
+    prompts = PromptSetConfig(config.task, config.policy_episodes, first, (POLICY,), config.prompt_stride,
+                              config.think, config.env_version, data=config.data)  # fmt: skip
+    agent = PolicyAgent(loaded, config.task, config.think, sizes.max_completion_length, config.env_version,
+                        temperature=config.temperature, seed=first)  # fmt: skip
+    was_training = loaded.model.training
+    loaded.model.eval()
+    try:
+        return build_prompt_dataset(prompts, policy=agent)
+    finally:
+        loaded.model.train(was_training)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -320,6 +418,17 @@ def make_parser() -> argparse.ArgumentParser:
     add("--eval-seed", type=int, default=1000, help="val episode i is the one seeded eval-seed + i")
     add("--seed", type=int, default=0, help="seeds the prompt set, LoRA init, data order and sampling")
     add("--use-vllm", action="store_true", help="generate with vLLM (CUDA; off by default, also on T4)")
+    add(
+        "--vllm-gpu-memory-utilization",
+        type=float,
+        default=0.35,
+        help="GPU memory share of vLLM beside the trainer in colocate mode (default %(default)s)",
+    )
+    add("--vllm-mode", default="colocate", choices=VLLM_MODES,
+        help="colocate: vLLM inside the trainer (one GPU); server: a separate `trl vllm-serve` process "
+        "(implies --use-vllm; docs/scaling.md)")  # fmt: skip
+    add("--vllm-server-host", default="127.0.0.1", help="host of `trl vllm-serve` (default %(default)s)")
+    add("--vllm-server-port", type=int, default=8000, help="port of `trl vllm-serve` (default %(default)s)")
     add("--load-in-4bit", action="store_true", help="QLoRA: 4-bit base weights (CUDA + bitsandbytes)")
     more = parser.add_argument_group("prompts and reward")
     more.add_argument(
@@ -329,13 +438,47 @@ def make_parser() -> argparse.ArgumentParser:
     more.add_argument(
         "--experts", nargs="+", default=["rsi", "random"], help="policies that reach the states"
     )
-    more.add_argument("--continuation", default="hold", choices=CONTINUATIONS, help="plays out the episode")
+    more.add_argument(
+        "--continuation",
+        default="hold",
+        choices=CONTINUATIONS,
+        help="plays out the episode after the decision (recorded: the reaching policy's own actions)",
+    )
+    more.add_argument(
+        "--baseline",
+        default="none",
+        choices=BASELINES,
+        help="hold: reward minus the same episode with the decision replaced by HOLD (with --continuation "
+        "recorded: the counterfactual credit of the decision)",
+    )
+    more.add_argument(
+        "--policy-every",
+        type=int,
+        default=0,
+        help="every N steps, replace the prompt states by states the policy being trained reaches (0: off)",
+    )
+    more.add_argument(
+        "--policy-episodes", type=int, default=8, help="train episodes the policy plays at each refresh"
+    )
+    more.add_argument("--data", help="market data: NIFTY (default), synthetic:edge, ...")
     more.add_argument("--no-think", dest="think", action="store_false", help="prompts ask for actions only")
     more.add_argument(
         "--invalid-reward", type=float, default=-0.1, help="reward of an invalid completion (< 0)"
     )
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--beta", type=float, default=0.04, help="KL coefficient towards the starting policy")
+    opt.add_argument(
+        "--beta", type=float, default=0.0, help="KL coefficient towards the starting policy (0: no ref model)"
+    )
+    opt.add_argument(
+        "--scale-rewards",
+        default="batch",
+        choices=SCALE_REWARDS,
+        help="advantage = (reward - group mean) / std of: the batch, nothing, or the group (TRL default)",
+    )
+    opt.add_argument(
+        "--epsilon-high", type=float, help="upper ratio clip (clip-higher; DAPO 0.28); default: epsilon"
+    )
+    opt.add_argument("--loss-type", default="dapo", help="TRL loss aggregation (dapo, grpo, dr_grpo, bnpo)")
     opt.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the completions")
     opt.add_argument("--learning-rate", type=float, help="profile default: cpu 5e-5, GPU 1e-5")
     opt.add_argument("--max-completion-length", type=int, help="profile default: cpu 128, t4 384, a100 512")
@@ -345,7 +488,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> GRPORunConfig:
     fields = {k: v for k, v in vars(args).items() if k in GRPORunConfig.__dataclass_fields__}
-    return GRPORunConfig(**fields | {"experts": tuple(args.experts)})
+    use_vllm = args.use_vllm or args.vllm_mode == "server"  # server mode is vLLM generation
+    return GRPORunConfig(**fields | {"experts": tuple(args.experts), "use_vllm": use_vllm})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,7 +506,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {"global_step": result.global_step, "best": best, "reward_curve": str(result.reward_curve),
                "seconds": round(result.seconds, 1)}  # fmt: skip
     print(json.dumps(summary, indent=2, default=str))
+    print(next_command(config_from_args(args), result))
     return 0
+
+
+def next_command(config: GRPORunConfig, result: GRPOResult) -> str:
+    """The ``evaluate`` line for the trained adapter (``best/``, else ``final/``) and how long it takes."""
+    adapter = result.output_dir / (BEST_DIR if result.best else FINAL_DIR)
+    tokens = config.max_completion_length or GRPO_SIZES["cpu"].max_completion_length
+    command = (
+        f"evaluate --agent llm:{config.model}@{adapter} hold rsi --task {config.task} --split val "
+        f"--episodes 50 {'--think ' if config.think else ''}--max-new-tokens {tokens}"
+    )
+    estimate = cpu_evaluate_estimate(config.task, 50, zero_shot=0, adapters=1)
+    return f"evaluate the trained policy on val episodes ({estimate}):\n  {command}"
 
 
 if __name__ == "__main__":

@@ -35,27 +35,35 @@ class CollapseMonitor(TrainerCallback):
 
     def __init__(self, share: float = 0.5, patience: int = 3) -> None:
         self.share, self.patience = share, patience
-        self.streak = 0
+        self.streak, self.logged = 0, 0
         self.warnings: list[int] = []  # steps at which a warning was given
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         frac = (logs or {}).get("frac_reward_zero_std")
         if frac is None:
             return
+        self.logged += 1
         self.streak = self.streak + 1 if frac >= self.share else 0
         _mlflow_log({"collapse_streak": float(self.streak)}, state.global_step)
         if self.streak == self.patience:
-            self.warnings.append(state.global_step)
-            message = (
-                f"GRPO groups have collapsed: at least {self.share:.0%} of groups had all-equal rewards "
-                f"for {self.patience} steps in a row (step {state.global_step}), so they carry no learning "
-                "signal. If every completion is invalid, start from an SFT adapter (--adapter); if every "
-                "completion is the same, raise --temperature or --num-generations."
-            )
-            logger.warning(message)
-            from rich.console import Console
+            self._warn(state.global_step, f"for {self.patience} steps in a row (step {state.global_step})")
 
-            Console(stderr=True).print(f"[bold yellow]warning:[/] {message}")
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """A run shorter than ``patience`` steps whose every step had no signal is warned about at its end."""
+        if not self.warnings and 0 < self.logged == self.streak < self.patience:
+            self._warn(state.global_step, f"in every step of this {self.logged}-step run")
+
+    def _warn(self, step: int, when: str) -> None:
+        self.warnings.append(step)
+        message = (
+            f"GRPO groups have collapsed: at least {self.share:.0%} of groups had all-equal rewards "
+            f"{when}, so they carry no learning signal. If every completion is invalid, start from an SFT "
+            "adapter (--adapter); if every completion is the same, raise --temperature or --num-generations."
+        )
+        logger.warning(message)
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold yellow]warning:[/] {message}")
 
 
 @dataclass
@@ -67,22 +75,31 @@ class PolicyAgent:
     think: bool
     max_new_tokens: int
     env_version: str | None = None
+    temperature: float | None = None  # None: greedy (evaluation); else sampled, seeded (on-policy states)
+    seed: int = 0  # the k-th act() of an episode batch samples with seed + k, so a rollout is reproducible
     name: str = "grpo-policy"
     obs_mode: str = "text"
     transcripts: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
 
     def reset(self, n_envs: int, seed: int) -> None:
-        self.transcripts = []
+        self.transcripts, self.calls = [], 0
 
     def act(self, observations: list[str], snapshot: Any) -> list[str]:
         from llm_agent.generation import GenerationConfig, generate
-        from llm_agent.prompts import build_messages
+        from llm_agent.policy import action_text
+        from llm_agent.prompts import build_messages, template_opens_think
 
         chats = [
             build_messages(o, self.task, think=self.think, env_version=self.env_version) for o in observations
         ]
-        config = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=16, show_progress=False)
-        return [completion.text for completion in generate(self.loaded, chats, config)]
+        sampling = {"do_sample": True, "temperature": self.temperature, "seed": self.seed + self.calls}
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, batch_size=16, show_progress=False,
+                                  **(sampling if self.temperature is not None else {}))  # fmt: skip
+        self.calls += 1
+        # what evaluation hands the env: the answer after </think> (llm_agent.policy.action_text)
+        opened = template_opens_think(self.loaded.tokenizer)
+        return [action_text(completion.text, opened) for completion in generate(self.loaded, chats, config)]
 
     def describe(self) -> dict[str, str]:
         return {"model": self.loaded.path, "adapter": "(in training)"}
@@ -97,7 +114,8 @@ class ValSelector(TrainerCallback):
         self.loaded, self.config, self.sizes = loaded, config, sizes
         self.output_dir, self.params = output_dir, params
         self.history: list[dict[str, Any]] = self._load_history()
-        self.best: dict[str, Any] | None = max(self.history, key=lambda h: h["score"], default=None)
+        usable = [h for h in self.history if not all_invalid(h)]
+        self.best: dict[str, Any] | None = max(usable, key=lambda h: h["score"], default=None)
 
     def _load_history(self) -> list[dict[str, Any]]:
         """On ``--resume`` the scores of earlier evaluations still count for choosing the best."""
@@ -156,10 +174,18 @@ class ValSelector(TrainerCallback):
         _mlflow_log(metrics, entry["step"])
         logger.info("val score at step %d: %.4f [%.4f, %.4f]", entry["step"], entry["score"], entry["ci_low"],
                     entry["ci_high"])  # fmt: skip
-        if self.best is None or entry["score"] > self.best["score"]:
+        if all_invalid(entry):
+            logger.warning("step %d not saved as best/: every val answer was invalid", entry["step"])
+        elif self.best is None or entry["score"] > self.best["score"]:
             self.best = entry
             save_adapter(model, self.output_dir / BEST_DIR, best=entry, **self.params)
             _mlflow_log({"best_val_score": entry["score"]}, entry["step"])
+
+
+def all_invalid(entry: dict[str, Any]) -> bool:
+    """A val evaluation in which every answer was invalid: its score is hold's, earned by a policy that
+    never wrote an action, so it must not become ``best/``."""
+    return entry["invalid_rate"] >= 1.0
 
 
 def plot_reward_curve(log_history: list[dict], val_history: list[dict], path: Path) -> Path:

@@ -11,6 +11,9 @@ episode:
   included), as canonical JSON, so the reward can fork the episode exactly at that decision;
 - ``state_hash``: sha256 of the canonical JSON of (state, task, env version): every completion of a GRPO
   group must carry the same hash (``training.rewards`` checks it);
+- ``action``: the text action the reaching policy took at this decision, and ``continuation``: the JSON list
+  of the ones it took after it, to the end of the episode (the ``recorded`` continuation of the reward
+  replays them: the policy's own future, not a fixed rule's);
 - ``task``, ``env_version``, ``episode`` (its seed), ``expert``, ``t`` (decisions already made), ``date`` and
   ``symbols`` for reading the set.
 
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import market_env
+from data.synthetic import resolve_data
 from market_env.simulator import EpisodeState
 from market_env.versions import get_version
 
@@ -50,6 +54,7 @@ class PromptSetConfig:
         think: prompts ask for ``<think>`` reasoning before the actions (match what the SFT data used).
         env_version: env version of the states and of the reward (default: the newest).
         split: the split the episodes come from; train unless you know why not.
+        data: market data spec (``data.synthetic.resolve_data``, e.g. ``synthetic:edge``); None: real NIFTY.
     """
 
     task: str = "easy"
@@ -60,6 +65,7 @@ class PromptSetConfig:
     think: bool = True
     env_version: str | None = None
     split: str = "train"
+    data: str | None = None
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.stride < 1:
@@ -89,12 +95,18 @@ def state_hash(state_json: str, task: str, env_version: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def collect_rows(config: PromptSetConfig, agent_options: dict[str, Any] | None = None) -> list[dict]:
+POLICY = "policy"  # the expert name of the policy being trained (an agent object handed to collect_rows)
+
+
+def collect_rows(
+    config: PromptSetConfig, agent_options: dict[str, Any] | None = None, policy: Any | None = None
+) -> list[dict]:
     """Play the experts through ``config.episodes`` episodes and return one row per kept decision.
 
     The episodes are shared out among ``config.experts`` in contiguous blocks: expert j plays the episodes
     seeded ``seed + first_j`` onwards, so every row's ``episode`` is its own seed and no two experts replay
-    the same episode.
+    the same episode. The expert named ``policy`` is the agent object ``policy`` (the model being trained:
+    its states are on-policy).
     """
     version = get_version(config.env_version).version
     rows: list[dict[str, Any]] = []
@@ -102,25 +114,36 @@ def collect_rows(config: PromptSetConfig, agent_options: dict[str, Any] | None =
     for j, expert in enumerate(config.experts):
         count = config.episodes // len(config.experts) + (j < config.episodes % len(config.experts))
         if count:
-            rows += _expert_rows(expert, count, config.seed + first, config, version, agent_options or {})
+            agent = _agent(expert, agent_options or {}, policy)
+            rows += _expert_rows(agent, expert, count, config.seed + first, config, version)
         first += count
     return rows
 
 
-def _expert_rows(
-    expert: str, episodes: int, seed: int, config: PromptSetConfig, version: str, options: dict[str, Any]
-) -> list[dict[str, Any]]:
+def _agent(expert: str, options: dict[str, Any], policy: Any | None) -> Any:
     from eval.agents import make_agent
+
+    if expert == POLICY:
+        if policy is None:
+            raise ValueError("the expert 'policy' needs the policy being trained (collect_rows(policy=...))")
+        return policy
+    return make_agent(expert, **options)
+
+
+def _expert_rows(
+    agent: Any, expert: str, episodes: int, seed: int, config: PromptSetConfig, version: str
+) -> list[dict[str, Any]]:
     from eval.harness import numeric_to_text
     from llm_agent.prompts import build_messages
 
-    agent = make_agent(expert, **options)
+    data = {"data": resolve_data(config.data)} if config.data else {}
     env = market_env.make_batch(
-        config.task, n_envs=episodes, split=config.split, obs_mode="text", version=version
+        config.task, n_envs=episodes, split=config.split, obs_mode="text", version=version, **data
     )
     observations, _ = env.reset(seed=seed)
     agent.reset(episodes, seed)
     rows: list[dict[str, Any]] = []
+    played: list[list[str]] = []  # [step][episode] the text actions the policy took
     for t in range(env.market.task.n_days):
         if t % config.stride == 0:
             for i in range(episodes):
@@ -133,7 +156,12 @@ def _expert_rows(
         actions = agent.act(observations, env.market.snapshot())
         if agent.obs_mode == "numeric":
             actions = numeric_to_text(actions, env.names)
+        played.append(list(actions))
         observations, *_ = env.step(actions)
+    for row in rows:  # what the policy did at the row's decision and after it (the recorded continuation)
+        i, t = row["episode"] - seed, row["t"]
+        row["action"] = played[t][i]
+        row["continuation"] = json.dumps([played[k][i] for k in range(t + 1, len(played))])
     return rows
 
 
@@ -152,8 +180,10 @@ def _row(env: Any, i: int, messages: list[dict[str, str]], task: str, version: s
     }
 
 
-def build_prompt_dataset(config: PromptSetConfig, agent_options: dict[str, Any] | None = None) -> Dataset:
+def build_prompt_dataset(
+    config: PromptSetConfig, agent_options: dict[str, Any] | None = None, policy: Any | None = None
+) -> Dataset:
     """The prompt set as a ``datasets.Dataset`` (columns: prompt, state, state_hash, task, env_version...)."""
     from datasets import Dataset
 
-    return Dataset.from_list(collect_rows(config, agent_options))
+    return Dataset.from_list(collect_rows(config, agent_options, policy))

@@ -114,6 +114,43 @@ PROFILES: dict[str, TrainingProfile] = {
 }
 
 
+# Measured on this project's 2-core CPU machine (docs/results.md, "Zero-shot against SFT"): smollm2-135m on
+# 1,000 easy-task val decisions with --think and 128 new tokens, 16 prompts a batch: 1,936 s zero-shot (every
+# answer runs to the budget), 1,371 s with the SFT adapter (answers of about 45 tokens).
+CPU_SECONDS_PER_DECISION = {"zero-shot": 1.94, "adapter": 1.37}
+
+
+def cpu_evaluate_estimate(task: str, episodes: int, zero_shot: int, adapters: int) -> str:
+    """How long an ``evaluate`` of SmolLM2 agents takes on the CPU, for the next-command hints.
+
+    ``zero_shot`` and ``adapters`` count the LLM agents of each kind in the command (rule agents take
+    seconds); the figure scales the measured seconds per decision by the episodes' decisions.
+    """
+    from market_env.versions import get_version
+
+    decisions = episodes * get_version().task(task).n_days
+    seconds = decisions * (
+        zero_shot * CPU_SECONDS_PER_DECISION["zero-shot"] + adapters * CPU_SECONDS_PER_DECISION["adapter"]
+    )
+    low, high = CPU_SECONDS_PER_DECISION["adapter"], CPU_SECONDS_PER_DECISION["zero-shot"]
+    return (
+        f"about {seconds / 60:.0f} min on 2 CPU cores for smollm2-135m ({decisions:,} decisions per LLM "
+        f"agent at the measured {low:g}-{high:g} s each; a GPU takes a small fraction of that)"
+    )
+
+
+def quiet_checkpointing_alias() -> None:
+    """Silence transformers' FutureWarning about the name ``gradient_checkpointing``.
+
+    The configs pass ``gradient_checkpointing`` because the Kaggle stack (transformers<=5.17, pinned by
+    unsloth) has no ``activation_checkpointing``; transformers 5.2x renamed it and still reads the old name as
+    an alias, warning on every run. The warning says nothing a user can act on, so it is filtered.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU multiplies bf16 natively (Intel AMX or AVX512-BF16); elsewhere bf16 is emulated
     and slower than float32."""

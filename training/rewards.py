@@ -6,19 +6,28 @@ For each completion, :class:`EnvScoreReward`
    depend on our orders, so the fork is exact and every completion of a group replays the same market);
 2. steps that slot with the completion text, through the env's own text step (``market_env.actions``
    grammar: ``<think>`` ignored, anything malformed is an invalid HOLD);
-3. lets the episode finish under a fixed continuation policy (default ``hold``: keep the resulting
-   positions to the end, so the outcome is attributed to this one decision);
-4. returns the composite score of the finished episode under the env version (default: the newest), in
-   [0, 1] -- the same grader evaluation reports.
+3. lets the episode finish under a continuation: ``hold`` (default: keep the resulting positions to the
+   end), ``rsi`` (the RSI rule plays on) or ``recorded`` (the policy that reached the state plays on with the
+   actions it actually took: the row's ``continuation`` column);
+4. returns the score of the finished episode under the env version (default: the newest), in [0, 1] -- the
+   same grader evaluation reports -- minus, with ``baseline="hold"``, the score of the same episode with the
+   decision replaced by HOLD and the same continuation. ``recorded`` + ``hold`` is the *counterfactual
+   credit* of a decision: what this one decision changed in the episode the policy really played. The
+   market ignores our orders, so both replays are exact.
 
-Format term: an invalid completion scores ``invalid_reward`` (default -0.1), below every valid action, since
-valid scores lie in [0, 1]. Within a group that makes "answer in the grammar" the first thing learned and
-costs nothing once every answer is valid (GRPO only sees differences within a group).
+Within a group the baseline is a constant (every completion faces the same state), so it does not change
+the group-relative advantage; it removes the market's level from the reward, so a batch-wide std
+(``scale_rewards="batch"``) measures what decisions change, not how good each episode's market was.
+
+Format term: an invalid completion scores ``invalid_reward`` (default -0.1) below the lowest valid reward
+(0 for a score; -1 for a score minus the HOLD replay's, since both lie in [0, 1]). Within a group that
+makes "answer in the grammar" the first thing learned and costs nothing once every answer is valid (GRPO
+only sees differences within a group).
 
 Group check: TRL repeats each prompt ``num_generations`` times in a row; every completion of a group must
 start from the same state, else the group-relative advantage compares different markets. Each row's state
 hash is recomputed from its state and the hashes of each group must agree. A group that fails is logged and
-scored flat (``invalid_reward`` for all), so it carries no gradient.
+scored flat (the invalid reward for all), so it carries no gradient.
 
 The reward never raises: any failure is logged and its completions scored as invalid. All completions of a
 call are stepped together in one batch env. Design and alternatives: ``docs/grpo.md``.
@@ -34,13 +43,16 @@ from typing import Any
 import numpy as np
 
 import market_env
+from data.synthetic import resolve_data
 from market_env.actions import parse_action
 from market_env.versions import get_version
 from training.grpo_prompts import state_from_json, state_hash
 
 logger = logging.getLogger(__name__)
 
-CONTINUATIONS = ("hold", "rsi")
+CONTINUATIONS = ("hold", "rsi", "recorded")
+BASELINES = ("none", "hold")
+SCALE_REWARDS = ("batch", "none", "group")
 
 
 class GroupMismatchError(ValueError):
@@ -55,8 +67,11 @@ class RewardConfig:
         task: the task every row must belong to.
         env_version: env version whose grader scores the finished episode (default: the newest).
         continuation: policy that plays the rest of the episode after the decision: ``hold`` (keep the
-            resulting positions; default) or ``rsi`` (the RSI rule agent, through the text grammar).
-        invalid_reward: reward of an invalid completion; must be below 0, the lowest valid score.
+            resulting positions; default), ``rsi`` (the RSI rule agent, through the text grammar) or
+            ``recorded`` (the actions the reaching policy took; needs the ``continuation`` column).
+        baseline: ``none`` (the reward is the episode's score) or ``hold`` (minus the score of the same
+            episode with the decision replaced by HOLD: the decision's own consequence).
+        invalid_reward: how far below the lowest valid reward an invalid completion scores; must be < 0.
         num_generations: completions per prompt (TRL's group size), for the group check.
     """
 
@@ -65,14 +80,25 @@ class RewardConfig:
     continuation: str = "hold"
     invalid_reward: float = -0.1
     num_generations: int = 4
+    baseline: str = "none"
+    data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
 
     def __post_init__(self) -> None:
         if self.continuation not in CONTINUATIONS:
             raise ValueError(f"unknown continuation {self.continuation!r}; expected one of {CONTINUATIONS}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
         if not self.invalid_reward < 0.0:
-            raise ValueError(f"invalid_reward must be < 0 (valid scores are >= 0), got {self.invalid_reward}")
+            raise ValueError(
+                f"invalid_reward must be < 0 (below the lowest valid reward), got {self.invalid_reward}"
+            )
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be >= 1, got {self.num_generations}")
+
+    @property
+    def invalid_score(self) -> float:
+        """The reward of an invalid completion: ``invalid_reward`` below the lowest valid reward."""
+        return (-1.0 if self.baseline == "hold" else 0.0) + self.invalid_reward
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,32 @@ def check_groups(hashes: Sequence[str], group_size: int) -> np.ndarray:
     return np.array([len(set(group)) == 1 for group in groups], dtype=bool)
 
 
+def group_advantages(rewards: Sequence[float], group_size: int, scale_rewards: str = "batch") -> np.ndarray:
+    """The advantages TRL's ``GRPOTrainer`` gives these rewards (its ``sum_then_normalize`` path, one reward).
+
+    ``reward - group mean``, divided by ``std + 1e-4`` where the std is the group's (``"group"``, TRL's
+    default), the whole batch's (``"batch"``, our default) or not at all (``"none"``). Why not ``"group"``:
+    the fork makes the reward a deterministic function of (state, action), so a group usually holds two
+    values, and dividing by the group's std leaves only their order: rewards {0.4, 0.5} and {0.1, 0.9} both
+    become -1, +1, and the majority sign wins even when the minority's gains are larger (the collapse to HOLD
+    measured in ``docs/grpo.md``). A group whose rewards are all equal gets advantage 0 under every setting:
+    with ``beta=0`` its completions carry no gradient.
+    """
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"unknown scale_rewards {scale_rewards!r}; expected one of {SCALE_REWARDS}")
+    r = np.asarray(rewards, dtype=np.float64)
+    groups = r.reshape(-1, group_size)
+    centred = (groups - groups.mean(axis=1, keepdims=True)).ravel()
+    if scale_rewards == "none":
+        return centred
+    # torch.std is the unbiased (n - 1) std; TRL uses it
+    if scale_rewards == "group":
+        std = np.repeat(groups.std(axis=1, ddof=1) if group_size > 1 else np.zeros(len(groups)), group_size)
+    else:
+        std = np.full(r.size, r.std(ddof=1) if r.size > 1 else 0.0)
+    return centred / (std + 1e-4)
+
+
 class EnvScoreReward:
     """TRL reward function ``(prompts, completions, **columns) -> list[float]`` scored by the environment.
 
@@ -128,14 +180,15 @@ class EnvScoreReward:
         state: Sequence[str] | None = None,
         state_hash: Sequence[str] | None = None,
         log_metric: Callable[[str, float], None] | None = None,
+        continuation: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> list[float]:
         n = len(completions)
         try:
-            rewards, invalid, hold, failed = self._score(completions, state, state_hash)
+            rewards, invalid, hold, failed = self._score(completions, state, state_hash, continuation)
         except Exception:  # the reward must never stop training: log and score the batch as invalid
             logger.exception("reward failed for a batch of %d completions; scored as invalid", n)
-            rewards, failed = np.full(n, self.config.invalid_reward), np.ones(n, dtype=bool)
+            rewards, failed = np.full(n, self.config.invalid_score), np.ones(n, dtype=bool)
             invalid, hold = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         self.last_stats = self._stats(rewards, invalid, hold, failed)
         if log_metric is not None:
@@ -145,23 +198,30 @@ class EnvScoreReward:
 
     # ------------------------------------------------------------------------------------------ scoring
     def _score(
-        self, completions: Sequence[Any], states: Sequence[str] | None, hashes: Sequence[str] | None
+        self,
+        completions: Sequence[Any],
+        states: Sequence[str] | None,
+        hashes: Sequence[str] | None,
+        continuations: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(completions)
         if states is None or hashes is None or len(states) != n or len(hashes) != n:
             raise GroupMismatchError(
                 "the reward needs a 'state' and a 'state_hash' column, one per completion"
             )
+        if self.config.continuation == "recorded" and (continuations is None or len(continuations) != n):
+            raise GroupMismatchError(
+                "continuation='recorded' needs a 'continuation' column, one per completion"
+            )
         texts = [completion_text(c) for c in completions]
         good = self._valid_rows(states, hashes)
-        rewards = np.full(n, self.config.invalid_reward)
+        rewards = np.full(n, self.config.invalid_score)
         invalid, hold = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         rows = np.flatnonzero(good)
         if rows.size:
-            scores, row_invalid, row_hold = self.score_texts(
-                [texts[i] for i in rows], [states[i] for i in rows]
-            )
-            rewards[rows] = np.where(row_invalid, self.config.invalid_reward, scores)
+            pick = lambda column: [column[i] for i in rows] if column is not None else None  # noqa: E731
+            scores, row_invalid, row_hold = self.score_texts(pick(texts), pick(states), pick(continuations))
+            rewards[rows] = np.where(row_invalid, self.config.invalid_score, scores)
             invalid[rows], hold[rows] = row_invalid, row_hold
         return rewards, invalid, hold, ~good
 
@@ -181,8 +241,33 @@ class EnvScoreReward:
             )
         return np.repeat(groups, size)
 
-    def score_texts(self, texts: Sequence[str], states: Sequence[str]) -> tuple[np.ndarray, ...]:
-        """(scores, invalid, hold) of each text applied at its state (JSON), finished by the continuation."""
+    def score_texts(
+        self, texts: Sequence[str], states: Sequence[str], continuations: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """(rewards, invalid, hold) of each text applied at its state (JSON), finished by the continuation.
+
+        With ``baseline="hold"`` each distinct (state, continuation) is replayed once more with HOLD in the
+        same batch, and its score is subtracted from the rewards of the texts that share it.
+        """
+        n = len(texts)
+        continuations = list(continuations) if continuations is not None else ["[]"] * n
+        keys, replays = list(zip(states, continuations)), []
+        if self.config.baseline == "hold":
+            replays = list(dict.fromkeys(keys))  # distinct, in first-seen order
+        all_texts = [*texts, *["HOLD"] * len(replays)]
+        all_keys = [*keys, *replays]
+        scores, invalid, hold = self._play(all_texts, [k[0] for k in all_keys], [k[1] for k in all_keys])
+        if replays:
+            base = dict(zip(replays, scores[n:]))
+            scores = scores[:n] - np.array([base[key] for key in keys])
+        return scores[:n], invalid[:n], hold[:n]
+
+    def _play(
+        self, texts: Sequence[str], states: Sequence[str], continuations: Sequence[str]
+    ) -> tuple[np.ndarray, ...]:
+        """Score of each episode: the text at its state, then the continuation to the end (one batch env)."""
+        import json
+
         n = len(texts)
         env = self._env(n)
         env.load_states(range(n), [state_from_json(s) for s in states])
@@ -193,11 +278,12 @@ class EnvScoreReward:
         invalid = np.asarray(infos["invalid_action"], dtype=bool)
         scores = np.full(n, np.nan)
         self._collect(scores, done, infos)
-        continuation = self._continuation(n)
-        for _ in range(env.market.task.n_days):  # every slot finishes within one episode length
+        recorded = [json.loads(c) for c in continuations]
+        continuation = self._continuation(n, recorded)
+        for k in range(env.market.task.n_days):  # every slot finishes within one episode length
             if not np.isnan(scores).any():
                 break
-            observations, _, done, _, infos = env.step(continuation(observations, env))
+            observations, _, done, _, infos = env.step(continuation(k, observations, env))
             self._collect(scores, done, infos)
         return scores, invalid, hold
 
@@ -207,22 +293,30 @@ class EnvScoreReward:
         for i in np.flatnonzero(done & np.isnan(scores)):
             scores[i] = infos["grade"][i]["score"]
 
-    def _continuation(self, n: int) -> Callable[[Any, market_env.BatchMarketEnv], list[str]]:
+    def _continuation(
+        self, n: int, recorded: list[list[str]]
+    ) -> Callable[[int, Any, market_env.BatchMarketEnv], list[str]]:
+        """Actions for the k-th step after the decision (slots that already finished get HOLD)."""
         if self.config.continuation == "hold":
-            return lambda observations, env: ["HOLD"] * n
+            return lambda k, observations, env: ["HOLD"] * n
+        if self.config.continuation == "recorded":
+            return lambda k, observations, env: [a[k] if k < len(a) else "HOLD" for a in recorded]
         from eval.agents import RSIAgent
         from eval.harness import numeric_to_text
 
         agent = RSIAgent()
         agent.reset(n, 0)
-        return lambda observations, env: numeric_to_text(
+        return lambda k, observations, env: numeric_to_text(
             agent.act(observations, env.market.snapshot()), env.names
         )
 
     def _env(self, n: int) -> market_env.BatchMarketEnv:
         """One text-mode batch env per batch size, reset once (its autoreset draws need seeded generators)."""
         if n not in self._envs:
-            env = market_env.make_batch(self.config.task, n_envs=n, obs_mode="text", version=self.version)
+            data = {"data": resolve_data(self.config.data)} if self.config.data else {}
+            env = market_env.make_batch(
+                self.config.task, n_envs=n, obs_mode="text", version=self.version, **data
+            )
             env.reset(seed=0)
             self._envs[n] = env
         return self._envs[n]

@@ -28,7 +28,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from training.profiles import PROFILES, TrainingProfile, get_profile
+from training.profiles import (
+    PROFILES,
+    TrainingProfile,
+    cpu_evaluate_estimate,
+    get_profile,
+    quiet_checkpointing_alias,
+)
 
 SFT_EXPERIMENT = "nifty-rl-sft"
 DEFAULT_MODEL = "smollm2-135m"
@@ -55,6 +61,7 @@ class SFTRunConfig:
         resume: continue from the newest ``checkpoint-*`` in ``output_dir``.
         save_steps: save a checkpoint (and compute the val loss) every this many steps.
         eval_examples: val examples for the val loss (0: none); taken from the start of ``val.jsonl``.
+        final_eval: compute the val loss at the end when the last step did not (``--no-final-eval``: skip).
         logging_steps: log the training loss every this many steps.
         seed: seeds model init of the LoRA weights, data order and dropout.
     """
@@ -68,6 +75,7 @@ class SFTRunConfig:
     resume: bool = False
     save_steps: int = 50
     eval_examples: int = 64
+    final_eval: bool = True
     logging_steps: int = 5
     seed: int = 0
     lora_r: int | None = None
@@ -177,6 +185,8 @@ def data_record(data_dir: Path) -> dict[str, Any]:
         meta = json.loads(card.read_text())
         keys = ("env_version", "data_sha256", "seed", "git_commit")
         record |= {f"data_{k.removeprefix('data_')}": meta[k] for k in keys if k in meta}
+        # the market the examples were played on (make-sft-data --data): evaluate the adapter on the same one
+        record["market_data"] = meta.get("data") or "nifty"
     return record
 
 
@@ -187,9 +197,12 @@ def tokenize_chat(messages: list[dict[str, str]], tokenizer: Any) -> dict[str, l
     so training sees exactly the token sequence the agent produces at inference.
     """
     from llm_agent.generation import format_chat
+    from llm_agent.prompts import fit_completion
 
-    prompt = tokenizer(format_chat(tokenizer, messages[:-1]), add_special_tokens=False)["input_ids"]
-    answer = tokenizer(messages[-1]["content"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    text = format_chat(tokenizer, messages[:-1])
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    completion = fit_completion(messages[-1]["content"], text) + tokenizer.eos_token
+    answer = tokenizer(completion, add_special_tokens=False)["input_ids"]
     return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
 
 
@@ -279,8 +292,10 @@ def sft_config(config: SFTRunConfig, profile: TrainingProfile, on_gpu: bool, has
         bf16=profile.bf16_autocast(on_gpu),
         use_cpu=not on_gpu,  # transformers accepts bf16 without a GPU only when told it runs on the CPU
         fp16=profile.dtype == "float16",  # TRL defaults bf16 on: say it
-        activation_checkpointing=profile.gradient_checkpointing,  # TRL's default is on: say it
-        activation_checkpointing_kwargs={"use_reentrant": False},  # works with frozen embeddings (LoRA)
+        # `gradient_checkpointing`, not transformers 5.2x's newer `activation_checkpointing`: the Kaggle stack
+        # (transformers<=5.17, which unsloth pins) only knows the old name; the new ones still accept it
+        gradient_checkpointing=profile.gradient_checkpointing,  # TRL's default is on: say it
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen embeddings (LoRA)
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
@@ -288,35 +303,116 @@ def sft_config(config: SFTRunConfig, profile: TrainingProfile, on_gpu: bool, has
         save_total_limit=2,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=config.save_steps,
+        # the val loss only: the evaluation loop then never gathers per-example logits or labels
+        prediction_loss_only=True,
         report_to=["mlflow"],
         run_name=Path(config.output_dir).name,
         dataloader_pin_memory=on_gpu,
     )
 
 
+CHECKPOINT_FILES = ("trainer_state.json",)  # plus the adapter weights, in either format
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` directories of a run, oldest (smallest N) first."""
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[11:]))
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Whether a checkpoint has what resuming reads: the trainer state and the adapter weights.
+
+    A run killed while saving leaves the newest ``checkpoint-N`` without some of its files; the Trainer
+    writes the weights first and ``trainer_state.json`` last, so both present means the save finished.
+    """
+    has_state = all((path / name).is_file() for name in CHECKPOINT_FILES)
+    return has_state and any((path / name).is_file() for name in ADAPTER_WEIGHTS)
+
+
+def newest_complete_checkpoint(output_dir: Path) -> tuple[Path | None, list[Path]]:
+    """(the newest complete checkpoint or None, the newer incomplete ones skipped to reach it)."""
+    skipped: list[Path] = []
+    for path in reversed(checkpoint_dirs(output_dir)):
+        if is_complete_checkpoint(path):
+            return path, skipped
+        skipped.append(path)
+    return None, skipped
+
+
+def find_resume_checkpoint(output_dir: Path, resume: bool, error: type[ValueError]) -> str | None:
+    """The checkpoint ``--resume`` continues (the newest complete one); a fresh run refuses to overwrite one.
+
+    Shared by ``train-sft`` and ``train-grpo``; ``error`` is the command's own exception class.
+    """
+    existing = checkpoint_dirs(output_dir)
+    if not resume:
+        if existing:
+            raise error(
+                f"{output_dir} already holds {existing[-1].name}; pass --resume to continue it or "
+                "choose another --output-dir"
+            )
+        return None
+    last, skipped = newest_complete_checkpoint(output_dir)
+    if last is None:
+        found = f" (incomplete: {', '.join(p.name for p in skipped)})" if skipped else ""
+        raise error(
+            f"--resume: no complete checkpoint-* in {output_dir}{found}; start the run without --resume"
+        )
+    for path in skipped:
+        print(
+            f"warning: {path.name} is incomplete (an interrupted save: no trainer_state.json or adapter "
+            f"weights); resuming from {last.name}",
+            file=sys.stderr,
+        )
+    return str(last)
+
+
 def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     """The checkpoint ``--resume`` continues, checking that a fresh run would not overwrite one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    return find_resume_checkpoint(output_dir, resume, SFTConfigError)
 
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume and last is None:
-        raise SFTConfigError(f"--resume: no checkpoint-* in {output_dir}; start the run without --resume")
-    if not resume and last is not None:
-        raise SFTConfigError(
-            f"{output_dir} already holds {Path(last).name}; pass --resume to continue it or "
-            "choose another --output-dir"
-        )
-    return last
+
+def fp32_trainable_parameters(model: Any) -> int:
+    """Cast every trainable parameter held in fp16 or bf16 to fp32; returns how many were cast.
+
+    Why: fp16 mixed precision (the T4 path) unscales gradients with a GradScaler, which needs fp32 parameters
+    (it raises ``"_amp_foreach_non_finite_check_and_unscale_cuda" not implemented for 'BFloat16'``). For a
+    quantized base, TRL's SFTTrainer and GRPOTrainer cast the LoRA weights to bf16 after PEFT wrapping
+    (TRL #4901; Unsloth PR #4005 does the same fix). Call it after the trainer is built and before
+    ``train()``: the optimizer is created inside ``train()``, and assigning ``param.data`` keeps each
+    Parameter object, so the optimizer and the trainer see the fp32 weights. The frozen base is untouched.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.to(torch.float32)
+            cast += 1
+    return cast
+
+
+def needs_fp32_adapter(profile: TrainingProfile) -> bool:
+    """fp16 training (the T4 profile) needs fp32 trainable weights (see :func:`fp32_trainable_parameters`)."""
+    return profile.dtype == "float16"
 
 
 # ----------------------------------------------------------------------------------------------------- train
-def evaluate_command(loaded: Any, adapter_dir: Path, task: str | None, max_new_tokens: int) -> str:
-    """The ``evaluate`` line that compares the base model (zero-shot) with the trained adapter."""
+def evaluate_command(
+    loaded: Any, adapter_dir: Path, task: str | None, max_new_tokens: int, market: str = "nifty"
+) -> str:
+    """The ``evaluate`` line that compares the base model (zero-shot) with the trained adapter, on the
+    market the SFT data came from (``market``: the data card's ``--data``; ``nifty`` is the default)."""
     base = loaded.spec.alias or loaded.path  # an alias stays valid on machines whose cache lives elsewhere
     base_agent = loaded.spec.alias or f"llm:{loaded.path}"
     return (
         f"evaluate --agent {base_agent} llm:{base}@{adapter_dir} --task {task or 'easy'} "
         f"--split val --episodes 50 --think --max-new-tokens {max_new_tokens}"
+        + (f" --data {market}" if market != "nifty" else "")
     )
 
 
@@ -328,13 +424,17 @@ def completion_budget(dataset: Any) -> int:
 
 def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     """Run SFT as ``config`` says; ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
-    import mlflow
+    from llm_agent.models import import_unsloth_first
+
+    import_unsloth_first()  # before TRL and transformers, so that its patches apply
     from transformers import set_seed
     from trl import SFTTrainer
 
-    from eval.tracking import start_run, write_meta
+    from training.distributed import main_process_mlflow as mlflow  # accelerate: log from rank 0 only
+    from training.distributed import main_process_run, write_meta
 
     profile, data_dir, output_dir = config.resolve_profile(), Path(config.data), Path(config.output_dir)
+    quiet_checkpointing_alias()
     train_rows = load_examples(data_dir, "train", config.task)
     checkpoint = resume_checkpoint(output_dir, config.resume)
     set_seed(config.seed)  # before the LoRA weights are drawn
@@ -360,7 +460,7 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
     }
     write_meta(output_dir, run_config=asdict(config), **params)
     started = time.perf_counter()
-    with start_run(SFT_EXPERIMENT, f"sft {config.model} {output_dir.name}"):
+    with main_process_run(SFT_EXPERIMENT, f"sft {config.model} {output_dir.name}"):
         mlflow.log_params(params)
         trainer = SFTTrainer(
             model=model,
@@ -369,10 +469,12 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
             eval_dataset=eval_set,
             processing_class=loaded.tokenizer,
             peft_config=peft_config,
-            callbacks=list(callbacks),
+            callbacks=[*callbacks] if config.final_eval else [no_eval_at_end(), *callbacks],
         )
+        if needs_fp32_adapter(profile):
+            fp32_trainable_parameters(trainer.model)
         output = trainer.train(resume_from_checkpoint=checkpoint)
-        eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+        eval_loss = final_eval_loss(trainer, eval_set is not None and config.final_eval)
         adapter_dir = output_dir / ADAPTER_DIR
         trainer.save_model(str(adapter_dir))
         seconds = time.perf_counter() - started
@@ -385,7 +487,13 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
             losses,
             eval_loss,
             seconds,
-            evaluate_command(loaded, adapter_dir, config.task, completion_budget(train_set)),
+            evaluate_command(
+                loaded,
+                adapter_dir,
+                config.task,
+                completion_budget(train_set),
+                params.get("market_data", "nifty"),
+            ),
         )
         mlflow.log_artifact(str(plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png")))
         summary = {
@@ -404,6 +512,33 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
             evaluate_command=result.evaluate_command,
         )
     return result
+
+
+def no_eval_at_end() -> Any:
+    """A callback that stops newer Trainers (transformers >= 5.2x) evaluating after the last step off the
+    ``eval_steps`` grid: what ``--no-final-eval`` asks for."""
+    from transformers import TrainerCallback
+
+    class NoEvalAtEnd(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step >= state.max_steps and state.global_step % args.eval_steps != 0:
+                control.should_evaluate = False
+
+    return NoEvalAtEnd()
+
+
+def final_eval_loss(trainer: Any, wanted: bool) -> float | None:
+    """The val loss of the trained adapter, computed once.
+
+    The Trainer already evaluates every ``save_steps``; when the last step was one of those, its val loss is
+    reused instead of running the val set a second time (that second pass took 63 s of a 10-minute 3-step
+    CPU run). ``--no-final-eval`` skips it when the last step was not evaluated.
+    """
+    step = trainer.state.global_step
+    logged = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
+    if logged:
+        return float(logged[-1])
+    return float(trainer.evaluate()["eval_loss"]) if wanted else None
 
 
 def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path:
@@ -459,6 +594,12 @@ def make_parser() -> argparse.ArgumentParser:
     add("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
     add("--save-steps", type=int, default=defaults.save_steps, help="checkpoint every N steps (%(default)s)")
     add("--eval-examples", type=int, default=defaults.eval_examples, help="val examples for the val loss")
+    add(
+        "--no-final-eval",
+        dest="final_eval",
+        action="store_false",
+        help="no val loss at the end unless the last step was a --save-steps evaluation",
+    )
     add("--logging-steps", type=int, default=defaults.logging_steps, help="log the loss every N steps")
     add(
         "--seed", type=int, default=defaults.seed, help="seed of LoRA init, data order, dropout (%(default)s)"
@@ -490,7 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"trained {result.global_step} steps in {result.seconds:.0f} s; final loss "
         f"{result.losses[-1][1] if result.losses else float('nan'):.4f}; adapter in {result.adapter_dir}"
     )
-    print(f"compare zero-shot and SFT on val episodes:\n  {result.evaluate_command}")
+    estimate = cpu_evaluate_estimate(config.task or "easy", 50, zero_shot=1, adapters=1)
+    print(f"compare zero-shot and SFT on val episodes ({estimate}):\n  {result.evaluate_command}")
     return 0
 
 

@@ -57,6 +57,8 @@ class SFTDataConfig:
     max_rounds: int = 4  # batches per (task, expert) before a rarely trading expert gives up its share
     experts: tuple[str, ...] = ("rsi", "trend", "bollinger")
     env_version: str | None = None  # default: the newest
+    data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
+    report_episodes: int = 200  # val episodes per (task, expert) of the card's score table; 0: no table
 
     def quotas(self, split: str) -> dict[str, int]:
         medium = round(self.portfolio * self.medium_share)
@@ -173,9 +175,20 @@ class ExpertPool:
         self.episodes_kept += int(kept.sum())
 
 
-def allocate(pools: list[ExpertPool], quota: int, max_hold_share: float) -> tuple[list[int], list[int]]:
-    """(trades, holds) per pool: at most ``max_hold_share`` holds, each side shared evenly among pools."""
+def allocate(
+    pools: list[ExpertPool], quota: int, max_hold_share: float | None
+) -> tuple[list[int], list[int]]:
+    """(trades, holds) per pool: at most ``max_hold_share`` holds, each side shared evenly among pools.
+
+    ``max_hold_share=None`` keeps the natural HOLD rate: holds take the share they have among the
+    candidates, so the data set holds as often as the expert does.
+    """
     trade_supply, hold_supply = [len(p.trades) for p in pools], [len(p.holds) for p in pools]
+    if max_hold_share is None:
+        candidates = sum(trade_supply) + sum(hold_supply)
+        max_hold_share = sum(hold_supply) / candidates if candidates else 0.0
+        if max_hold_share >= 1.0:  # an expert that never trades: all its examples are holds
+            return [0] * len(pools), even_split(quota, hold_supply)
     holds = even_split(math.floor(quota * max_hold_share), hold_supply)
     trades = even_split(quota - sum(holds), trade_supply)
     # too few trades: fewer holds too, so they stay at most max_hold_share of what is written
@@ -200,20 +213,24 @@ def collect_task(
     )
     # one env for every expert: a reset re-seeds every slot, and building a text batch env is not free
     env = market_env.make_batch(
-        task, n_envs=round_size, split=split, obs_mode="text", version=config.env_version
+        task, n_envs=round_size, split=split, obs_mode="text", version=config.env_version, **_data(config)
     )
     pools = []
     for e, name in enumerate(config.experts):
         base = ((config.seed * 10 + split_index) * 10 + task_index) * 10_000_000 + e * 1_000_000
         pools.append(ExpertPool(make_expert(name), env, base, round_size))
     seen: set[str] = set()
+    for pool in pools:  # natural rate: it is measured on a first batch of each expert
+        if config.max_hold_share is None:
+            pool.play_round(config.filter_beats_hold, seen)
     while True:
         trades, holds = allocate(pools, quota, config.max_hold_share)
         on_progress(sum(trades) + sum(holds))
         if sum(trades) + sum(holds) == quota:
             break
         # play another batch with the pools whose candidates of the short side are all used
-        holds_short = sum(holds) < math.floor(quota * config.max_hold_share)
+        share = config.max_hold_share if config.max_hold_share is not None else natural_hold_share(pools)
+        holds_short = sum(holds) < math.floor(quota * share)
         trades_short = sum(trades) < quota - sum(holds)
         short = [
             p
@@ -236,6 +253,19 @@ def collect_task(
         for pool in pools
     }  # fmt: skip
     return examples, stats
+
+
+def natural_hold_share(pools: list[ExpertPool]) -> float:
+    """The share of HOLD-only decisions among the candidates the experts produced."""
+    holds = sum(len(p.holds) for p in pools)
+    return holds / max(holds + sum(len(p.trades) for p in pools), 1)
+
+
+def _data(config: SFTDataConfig) -> dict[str, Any]:
+    """The ``data=`` keyword of ``market_env.make_batch`` for ``config.data`` (nothing for the real panel)."""
+    from data.synthetic import resolve_data
+
+    return {"data": resolve_data(config.data)} if config.data else {}
 
 
 def _sample(items: list, n: int, rng: np.random.Generator) -> list:
@@ -261,6 +291,75 @@ def _example(
         "actions": format_action(decision.orders).splitlines(), "hold": decision.is_hold,
     }  # fmt: skip
     return {"messages": messages, "meta": meta}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def expert_report(config: SFTDataConfig, split: str = "val") -> dict[str, dict[str, dict[str, float]]]:
+    """Each expert's mean score against hold and buy-and-hold on the same ``report_episodes`` episodes.
+
+    Is the teacher worth imitating? An expert that does not beat buy-and-hold teaches a policy that does
+    not either. Per task and expert: the mean scores and the paired mean differences with a normal 95%
+    half-width (episodes overlap in time, so read it as a lower bound of the uncertainty).
+    """
+    import market_env
+    from eval.agents import BuyAndHoldAgent
+    from eval.harness import numeric_to_text
+    from training.experts import make_expert
+
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    n, seed = config.report_episodes, 7_000_000 + config.seed
+    for task, quota in config.quotas("train").items():
+        if quota <= 0 or n <= 0:
+            continue
+        env = market_env.make_batch(task, n_envs=n, split=split, obs_mode="text", version=config.env_version,
+                                    **_data(config))  # fmt: skip
+        bah = _play_agent(env, BuyAndHoldAgent(), seed, numeric_to_text)
+        for name in config.experts:
+            rollout = play(env, make_expert(name), seed)
+            report.setdefault(task, {})[name] = {
+                "episodes": n, "expert": float(rollout.scores.mean()),
+                "hold": float(rollout.hold_scores.mean()), "buy_and_hold": float(bah.mean()),
+                **_paired("vs_hold", rollout.scores - rollout.hold_scores),
+                **_paired("vs_buy_and_hold", rollout.scores - bah),
+            }  # fmt: skip
+    return report
+
+
+def _play_agent(env: Any, agent: Any, seed: int, to_text: Callable) -> np.ndarray:
+    """Scores of a numeric rule agent on the episodes ``play`` gives the same seed."""
+    observations, _ = env.reset(seed=seed)
+    agent.reset(env.num_envs, seed)
+    for _ in range(env.market.task.n_days):
+        actions = to_text(agent.act(observations, env.market.snapshot()), env.names)
+        observations, _, _, _, infos = env.step(actions)
+    return np.array([grade["score"] for grade in infos["grade"]])
+
+
+def _paired(name: str, diff: np.ndarray) -> dict[str, float]:
+    half = 1.96 * float(diff.std(ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return {name: float(diff.mean()), f"{name}_half_width": half}
+
+
+def report_lines(report: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The card's table of :func:`expert_report`."""
+    if not report:
+        return []
+    lines = [
+        "",
+        "Each expert on val episodes (mean score; paired differences +- a normal 95% half-width, which "
+        "ignores the overlap of episodes in time):",
+        "",
+        "| task | expert | episodes | expert | hold | buy-and-hold | expert - hold | expert - buy-and-hold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, experts in report.items():
+        for name, r in experts.items():
+            lines.append(
+                f"| {task} | {name} | {r['episodes']} | {r['expert']:.3f} | {r['hold']:.3f} | "
+                f"{r['buy_and_hold']:.3f} | {r['vs_hold']:+.3f} +- {r['vs_hold_half_width']:.3f} | "
+                f"{r['vs_buy_and_hold']:+.3f} +- {r['vs_buy_and_hold_half_width']:.3f} |"
+            )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -310,13 +409,15 @@ def data_card(record: dict[str, Any]) -> str:
     """A markdown card of the data set: what it holds and how it was made."""
     tasks = ", ".join(f"{task} {v}" for task, v in record["task_versions"].items())
     kept = "only decisions from episodes whose grade beats hold's" if record["filter_beats_hold"] else "off"
+    share = record["max_hold_share"]
+    holds = "the experts' natural rate" if share is None else f"at most {share:.0%} per task"
     lines = [
         "# SFT data card",
         "",
         f"Made by `make-sft-data` with seed {record['seed']}, env {record['env_version']} (grader "
         f"{record['grader_version']}; tasks {tasks}), price data sha256 `{record['data_sha256']}`.",
-        f"Filter: {kept}; HOLD-only answers at most {record['max_hold_share']:.0%} per task. "
-        f"Experts: {', '.join(record['experts'])}.",
+        f"Filter: {kept}; HOLD-only answers: {holds}. Experts: {', '.join(record['experts'])}. "
+        f"Market: {record.get('data') or 'NIFTY (real)'}.",
         "",
         "| split | file | examples | easy | medium | hard | BUY | SELL | HOLD-only | HOLD share | sha256 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -348,6 +449,7 @@ def data_card(record: dict[str, Any]) -> str:
                     f"| {split} | {task} | {expert} | {c['examples']} | {c['BUY']} | {c['SELL']} | "
                     f"{c['HOLD']} | {r['episodes']} | {r['episodes_kept']} |"
                 )
+    lines += report_lines(record.get("expert_report", {}))
     lines += [
         "",
         'Each line of a file: `{"messages": [system, user, assistant], "meta": {task, split, date, '
@@ -383,12 +485,39 @@ def make_parser() -> argparse.ArgumentParser:
         "--no-filter", action="store_true", help="keep decisions of episodes that do not beat hold too"
     )
     parser.add_argument(
-        "--max-hold-share", type=float, default=defaults.max_hold_share, help="cap on HOLD-only answers"
+        "--max-hold-share",
+        type=_hold_share,
+        default=defaults.max_hold_share,
+        help="cap on HOLD-only answers, or 'natural': hold as often as the expert does",
     )
-    parser.add_argument("--experts", nargs="+", default=list(defaults.experts), help="experts to imitate")
+    parser.add_argument(
+        "--experts",
+        nargs="+",
+        default=list(defaults.experts),
+        help="experts to imitate: one data set each, in <out>/<expert>/ (unless --mix)",
+    )
+    parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="blend the experts into one data set (their answers to one prompt may contradict)",
+    )
+    parser.add_argument(
+        "--control", action="store_true", help="also write the unfiltered control set in <out>/control/"
+    )
+    parser.add_argument("--data", help="market data: NIFTY (default), synthetic:edge, synthetic:martingale")
+    parser.add_argument(
+        "--report-episodes",
+        type=int,
+        default=defaults.report_episodes,
+        help="val episodes per expert for the card's score table against hold and buy-and-hold (0: none)",
+    )
     parser.add_argument("--env-version", default=None, help="env version (default: the newest)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _hold_share(text: str) -> float | None:
+    return None if text == "natural" else float(text)
 
 
 def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
@@ -397,7 +526,8 @@ def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
             raise SystemExit(
                 f"make-sft-data: --{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}"
             )
-    if not 0.0 <= args.medium_share <= 1.0 or not 0.0 <= args.max_hold_share < 1.0:
+    natural = args.max_hold_share is None
+    if not 0.0 <= args.medium_share <= 1.0 or not (natural or 0.0 <= args.max_hold_share < 1.0):
         raise SystemExit("make-sft-data: --medium-share must be in [0, 1] and --max-hold-share in [0, 1)")
     from training.experts import EXPERTS
 
@@ -410,7 +540,7 @@ def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
         seed=args.seed, easy=args.easy, portfolio=args.portfolio, medium_share=args.medium_share,
         val_examples=args.val_examples, filter_beats_hold=not args.no_filter,
         max_hold_share=args.max_hold_share, experts=tuple(dict.fromkeys(args.experts)),  # each once
-        env_version=args.env_version,
+        env_version=args.env_version, data=args.data, report_episodes=args.report_episodes,
     )  # fmt: skip
 
 
@@ -450,7 +580,8 @@ def build(config: SFTDataConfig, out: Path, progress: bool = True) -> dict[str, 
         "task_versions": {task: version.task(task).version for task in TASKS}, "data_sha256": panel_sha,
         "filter_beats_hold": config.filter_beats_hold, "max_hold_share": config.max_hold_share,
         "experts": {name: (EXPERTS[name].__doc__ or "").strip() for name in config.experts},
-        "config": asdict(config), "splits": splits,
+        "config": asdict(config), "splits": splits, "data": config.data,
+        "expert_report": expert_report(config),
     }  # fmt: skip
     (out / "data_card.md").write_text(data_card(record), encoding="utf-8")
     write_meta(out, **record, seconds=round(time.perf_counter() - start, 1))
@@ -472,21 +603,39 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     config = config_from_args(args)
     start = time.perf_counter()
-    record = build(config, args.out, progress=not args.no_progress)
-    for split, s in record["splits"].items():
-        a = s["per_action"]
-        print(
-            f"{split}: {s['examples']} examples -> {args.out / s['file']} (BUY {a['BUY']}, SELL {a['SELL']}, "
-            f"HOLD-only {a['HOLD']} = {s['hold_share']:.1%})"
-        )
-        if s["examples"] < sum(s["quotas"].values()):
-            asked = sum(s["quotas"].values())
+    jobs = data_sets(config, args.out, mix=args.mix, control=args.control)
+    for job_config, out in jobs:
+        record = build(job_config, out, progress=not args.no_progress)
+        prefix = f"{out}: " if len(jobs) > 1 else ""
+        for split, s in record["splits"].items():
+            a = s["per_action"]
             print(
-                f"warning: {split} has {s['examples']} of the {asked} examples asked for: the experts traded "
-                "too rarely within their episode budget (see the card's per-expert table)"
+                f"{prefix}{split}: {s['examples']} examples -> {out / s['file']} (BUY {a['BUY']}, "
+                f"SELL {a['SELL']}, HOLD-only {a['HOLD']} = {s['hold_share']:.1%})"
             )
-    print(f"card: {args.out / 'data_card.md'}; {time.perf_counter() - start:.1f} s")
+            if s["examples"] < sum(s["quotas"].values()):
+                asked = sum(s["quotas"].values())
+                print(
+                    f"warning: {split} has {s['examples']} of the {asked} examples asked for: the experts "
+                    "traded too rarely within their episode budget (see the card's per-expert table)"
+                )
+        print(f"card: {out / 'data_card.md'}")
+    print(f"{time.perf_counter() - start:.1f} s")
     return 0
+
+
+def data_sets(config: SFTDataConfig, out: Path, mix: bool, control: bool) -> list[tuple[SFTDataConfig, Path]]:
+    """What to build: one data set per expert (``<out>/<expert>``; ``out`` itself for a single expert or
+    with ``mix``), each with its unfiltered control (``.../control``) when asked."""
+    from dataclasses import replace
+
+    if mix or len(config.experts) == 1:
+        sets = [(config, out)]
+    else:
+        sets = [(replace(config, experts=(name,)), out / name) for name in config.experts]
+    if control:
+        sets += [(replace(c, filter_beats_hold=False), o / "control") for c, o in sets]
+    return sets
 
 
 if __name__ == "__main__":

@@ -318,8 +318,30 @@ def test_missing_local_paths_and_offline_hub_ids_give_clear_errors(
     with pytest.raises(ModelLoadError, match=r"adapter path .* does not exist"):
         load_model(f"llm:{smollm2_cache}@{tmp_path}/no-such-adapter")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast instead of retrying
-    with pytest.raises(ModelLoadError, match="needs internet access"):
+    with pytest.raises(ModelLoadError, match="internet"):  # the probe's message, or from_pretrained's
         load_model("llm:nifty-rl-tests/no-such-model")
+
+
+@pytest.mark.parametrize(
+    "env, reason",
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        ({"HF_ENDPOINT": "http://127.0.0.1:9"}, "no connection to 127.0.0.1:9"),  # nothing listens on port 9
+    ],
+)
+def test_hub_ids_fail_within_seconds_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], reason: str
+) -> None:
+    """Before the probe, a hub id without network cost about 51 s of huggingface_hub retries (issue 20)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing to fall back on
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert models.hub_offline_reason().startswith(reason)
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=r"unreachable.*smollm2-135m"):
+        load_model("qwen-0.5b")
+    assert time.perf_counter() - started < models.HUB_PROBE_TIMEOUT_S + 2.0
 
 
 # ------------------------------------------------------------------------------------------------------ LoRA

@@ -1,7 +1,7 @@
 """``train-grpo``: a real 2-step GRPO run on SmolLM2 (resumed after step 1), the collapse monitor, the CLI.
 
-Budget: the slow test takes about 60-90 s on 2 cores (a 15 s warm-up adapter, two one-step runs, each with
-its end-of-run val evaluation of one 20-day episode).
+Budget: the slow test takes about 60-90 s on 2 idle cores (a 15 s warm-up adapter, two one-step runs, each
+with its end-of-run val evaluation of one 20-day episode); 300 s measured with a load average of 6.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ def warm_up_adapter(directory: Path, steps: int = 12) -> Path:
     about, and why GRPO starts from SFT). A few steps of imitation on three answers give the mix of valid
     and invalid completions that GRPO learns from. To stay cheap, the prompt's keys and values are computed
     without gradient each step and only the answer tokens are trained.
+
+    The loss is the token-mean over the three answers together (not each answer's own mean, which weighs the
+    first token of the 3-token HOLD answer three times as much as that of a BUY) and the learning rate is
+    small enough not to swing: at 1e-2 the first-token probability of HOLD jumped between 0.1 and 0.99 from
+    one step to the next and landed on 0.96 at step 12, so every sampled group was all HOLD, had zero
+    advantage and GRPO had nothing to learn from. The adapter is checked to open with HOLD and with BUY.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -48,7 +54,8 @@ def warm_up_adapter(directory: Path, steps: int = 12) -> Path:
         tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         for text in ("HOLD", f"BUY {symbol} 0.5", f"BUY {symbol} 1")
     ]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    tokens = sum(len(answer) for answer in answers)
     for _ in range(steps):
         optimizer.zero_grad()
         with torch.no_grad():
@@ -60,8 +67,13 @@ def warm_up_adapter(directory: Path, steps: int = 12) -> Path:
                 past_key_values=step_cache,
                 use_cache=True,
             ).logits[0]
-            torch.nn.functional.cross_entropy(logits, torch.tensor(answer)).backward()
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(answer), reduction="sum") / tokens
+            loss.backward()
         optimizer.step()
+    with torch.no_grad():
+        first = model(input_ids=torch.tensor([prompt])).logits[0, -1].softmax(-1)
+    opens = {text: float(first[answers[i][0]]) for i, text in ((0, "HOLD"), (1, "BUY"))}
+    assert min(opens.values()) > 0.05, f"the warm-up adapter must sample both HOLD and BUY: {opens}"
     model.save_pretrained(str(directory))
     return directory
 
@@ -85,7 +97,7 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
 
     out = tmp_path / "grpo"
     args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
-    args += ["--prompts-per-step", "1", "--max-completion-length", "8", "--learning-rate", "1e-3"]
+    args += ["--prompts-per-step", "1", "--max-completion-length", "12", "--learning-rate", "1e-3"]
     args += ["--eval-every", "0", "--save-steps", "1", "--profile", "cpu"]
     assert main([*args, "--max-steps", "1", "--eval-episodes", "0"]) == 0  # no evaluation: a smoke run
     assert (out / "checkpoint-1").is_dir() and not (out / "best").exists()
@@ -114,8 +126,77 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
     runs = mlflow.search_runs(experiment_names=["nifty-rl-grpo"])
     assert len(runs) == 2
     logged = {c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.")}
-    wanted = {"reward", "reward_std", "frac_reward_zero_std", "env/hold_share", "env/invalid_share", "kl"}
+    wanted = {"reward", "reward_std", "frac_reward_zero_std", "env/hold_share", "env/invalid_share"}
     assert wanted | {"completions/mean_length", "val_score", "collapse_streak"} <= logged
+    assert "kl" not in logged, "beta=0 by default: no reference model, no KL"
+    params = runs.iloc[0]
+    assert (params["params.scale_rewards"], params["params.beta"]) == ("batch", "0.0")
+
+
+@pytest.mark.slow
+def test_on_policy_rounds_refresh_the_states_and_score_counterfactual_credit(adapter, tmp_path):
+    """Two rounds of one step: each starts from states the policy itself reached, and resumes the last."""
+    out = tmp_path / "grpo"
+    args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
+    args += ["--prompts-per-step", "1", "--max-completion-length", "8", "--eval-episodes", "0"]
+    args += ["--policy-every", "1", "--policy-episodes", "1", "--max-steps", "2", "--profile", "cpu"]
+    args += ["--continuation", "recorded", "--baseline", "hold", "--prompt-stride", "5"]
+    assert main(args) == 0
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2]
+    assert all(entry["env/failed_share"] == 0.0 for entry in state["log_history"] if "loss" in entry)
+    assert json.loads((out / "meta.json").read_text())["baseline"] == "hold"
+
+
+@pytest.mark.slow
+def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
+    from dataclasses import replace
+
+    from llm_agent.models import load_model
+    from training.grpo import GRPO_SIZES, GRPORunConfig, policy_dataset
+
+    loaded = load_model(f"smollm2-135m@{adapter}")
+    config = GRPORunConfig(policy_episodes=1, prompt_stride=10)
+    sizes = replace(GRPO_SIZES["cpu"], max_completion_length=8)
+    first = policy_dataset(config, sizes, loaded, step=3)
+    assert first.to_list() == policy_dataset(config, sizes, loaded, step=3).to_list()
+    assert {row["expert"] for row in first} == {"policy"} and len(first) == 2
+    assert first[0]["episode"] != policy_dataset(config, sizes, loaded, step=4)[0]["episode"]
+
+
+def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
+    from training.grpo import GRPO_SIZES, GRPORunConfig, grpo_config
+    from training.profiles import get_profile
+
+    profile = get_profile("cpu")
+    args = grpo_config(GRPORunConfig(), profile, GRPO_SIZES["cpu"], on_gpu=False)
+    assert (args.scale_rewards, args.beta, args.loss_type) == ("batch", 0.0, "dapo")
+    assert args.epsilon_high in (None, args.epsilon)  # clip-higher is off unless asked for (None: = epsilon)
+    higher = grpo_config(GRPORunConfig(epsilon_high=0.28, scale_rewards="none"), profile, GRPO_SIZES["cpu"],
+                         on_gpu=False)  # fmt: skip
+    assert (higher.epsilon_high, higher.scale_rewards) == (0.28, "none")
+
+
+@pytest.mark.parametrize(
+    ("start", "max_steps", "every", "ends"),
+    [
+        (0, 10, 0, [10]),  # fixed prompt set: one round
+        (0, 10, 4, [4, 8, 10]),  # refresh every 4 steps, a short last round
+        (4, 10, 4, [8, 10]),  # resumed at a round's end
+        (5, 10, 4, [8, 10]),  # resumed inside a round: it is finished first
+        (8, 8, 4, [8]),  # nothing left: one empty round, the trainer stops at once
+    ],
+)
+def test_round_ends(start, max_steps, every, ends):
+    from training.grpo import round_ends
+
+    assert round_ends(start, max_steps, every) == ends
+
+
+def test_checkpoint_step():
+    from training.grpo import checkpoint_step
+
+    assert (checkpoint_step(None), checkpoint_step("runs/x/checkpoint-25")) == (0, 25)
 
 
 def test_collapse_monitor_warns_after_several_collapsed_steps(caplog):
@@ -142,10 +223,14 @@ def test_reward_curve_plot_is_written(tmp_path):
 
 
 def test_resume_needs_a_checkpoint_and_a_fresh_run_never_overwrites_one(tmp_path):
-    with pytest.raises(GRPOConfigError, match="no checkpoint"):
+    with pytest.raises(GRPOConfigError, match=r"no (complete )?checkpoint"):
         resume_checkpoint(tmp_path, resume=True)
     assert resume_checkpoint(tmp_path, resume=False) is None
+    from training.sft import ADAPTER_WEIGHTS, CHECKPOINT_FILES
+
     (tmp_path / "checkpoint-3").mkdir()
+    for name in (*CHECKPOINT_FILES, ADAPTER_WEIGHTS[0]):  # what a finished save leaves
+        (tmp_path / "checkpoint-3" / name).write_text("{}")
     with pytest.raises(GRPOConfigError, match="pass --resume"):
         resume_checkpoint(tmp_path, resume=False)
     assert resume_checkpoint(tmp_path, resume=True).endswith("checkpoint-3")
@@ -154,11 +239,12 @@ def test_resume_needs_a_checkpoint_and_a_fresh_run_never_overwrites_one(tmp_path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--resume"], "no checkpoint"),  # nothing to resume in a new directory
+        (["--resume"], "checkpoint-*"),  # nothing to resume in a new directory
         (["--profile", "t4"], "needs a CUDA GPU"),  # fp16 T4 settings on a CPU-only machine
         (["--load-in-4bit"], "load_in_4bit"),  # QLoRA needs bitsandbytes and a GPU
         (["--adapter", "/no/such/adapter"], "does not exist"),  # a typo in the SFT adapter path
         (["--continuation", "ppo"], "invalid choice"),  # only documented continuation policies
+        (["--scale-rewards", "std"], "invalid choice"),  # TRL's three scalings only
     ],
 )
 def test_cli_refuses_runs_it_cannot_do_with_a_clear_message(tmp_path, capsys, extra, message):
@@ -185,7 +271,7 @@ def test_a_resumed_run_remembers_the_best_val_score(tmp_path):
     from training.grpo import GRPO_SIZES, VAL_HISTORY, GRPORunConfig
     from training.grpo_monitor import ValSelector
 
-    history = [{"step": 10, "score": 0.52}, {"step": 20, "score": 0.55}, {"step": 30, "score": 0.51}]
+    history = [{"step": s, "score": v, "invalid_rate": 0.1} for s, v in ((10, 0.52), (20, 0.55), (30, 0.51))]
     (tmp_path / VAL_HISTORY).write_text(json.dumps(history))
     resumed = ValSelector(None, GRPORunConfig(resume=True), GRPO_SIZES["cpu"], tmp_path, {})
     assert resumed.best == history[1] and resumed.history == history

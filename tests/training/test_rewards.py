@@ -20,7 +20,14 @@ from training.grpo_prompts import (
     state_hash,
     state_to_json,
 )
-from training.rewards import EnvScoreReward, GroupMismatchError, RewardConfig, check_groups, completion_text
+from training.rewards import (
+    EnvScoreReward,
+    GroupMismatchError,
+    RewardConfig,
+    check_groups,
+    completion_text,
+    group_advantages,
+)
 
 G = 4
 
@@ -216,6 +223,7 @@ def test_completion_text_reads_strings_and_message_lists():
     ("field", "value", "message"),
     [
         ("continuation", "ppo", "unknown continuation"),  # only documented continuations
+        ("baseline", "rsi", "unknown baseline"),  # only HOLD is a decision to compare against
         ("invalid_reward", 0.0, "must be < 0"),  # 0 is a possible valid score: no format margin
         ("num_generations", 0, "num_generations"),  # a group needs a completion
     ],
@@ -244,3 +252,117 @@ def test_stats_report_hold_and_invalid_shares(rows, reward):
         "env/failed_share": 0.0,
         "env/zero_std_groups_share": 0.0,
     }
+
+
+# ---------------------------------------------------------------------------------------- advantages
+def test_batch_and_no_scaling_keep_the_magnitude_that_group_scaling_erases():
+    rewards = [0.4, 0.5, 0.4, 0.5, 0.1, 0.9, 0.1, 0.9]  # two groups of 4: a small and a large gap
+    group = group_advantages(rewards, 4, "group")
+    # TRL's default: both groups become the same +-0.87 pattern, the size of the gap is gone
+    np.testing.assert_allclose(group[:4], group[4:], atol=2e-3)  # equal but for the 1e-4 in the divisor
+    for scale in ("batch", "none"):
+        adv = group_advantages(rewards, 4, scale)
+        assert not np.allclose(adv[:4], adv[4:], atol=0.05)
+        np.testing.assert_allclose(adv[4:] / adv[:4], 8.0)  # gap 0.8 vs 0.1: eight times the push
+    np.testing.assert_allclose(group_advantages(rewards, 4, "none"), [-0.05, 0.05] * 2 + [-0.4, 0.4] * 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    level=st.floats(-1, 1),
+    other=st.lists(st.floats(-1, 1), min_size=4, max_size=4),
+    scale=st.sampled_from(["batch", "none", "group"]),
+)
+def test_a_group_of_equal_rewards_carries_no_gradient(level, other, scale):
+    adv = group_advantages([level] * 4 + other, 4, scale)
+    assert (adv[:4] == 0.0).all()  # zero advantage; with beta=0 the policy-gradient term is all there is
+
+
+def test_advantages_match_trl_on_the_same_rewards():
+    """Our mirror against TRL's own arithmetic (torch, unbiased std, 1e-4), so the tests above test TRL's."""
+    import torch
+    from trl.trainer.utils import nanstd
+
+    rewards = torch.tensor([0.3, 0.7, 0.7, 0.2, 0.5, 0.5, 0.5, 0.5], dtype=torch.float64)
+    centred = rewards - rewards.view(-1, 4).mean(dim=1).repeat_interleave(4)
+    expected = {
+        "group": centred / (nanstd(rewards.view(-1, 4), dim=1).repeat_interleave(4) + 1e-4),
+        "batch": centred / (nanstd(rewards) + 1e-4),
+        "none": centred,
+    }
+    for scale, want in expected.items():
+        np.testing.assert_allclose(group_advantages(rewards.numpy(), 4, scale), want.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="scale_rewards"):
+        group_advantages(rewards.numpy(), 4, "std")
+
+
+# ------------------------------------------------------------------------------ counterfactual credit
+def replay(row: dict, first_action: str) -> float:
+    """Independent reference: a single env restored at the row's state, ``first_action``, then the actions the
+    reaching policy recorded, to the end."""
+    env = market_env.make(row["task"], split="train", obs_mode="text", version=row["env_version"])
+    env.reset(seed=0)
+    env.set_state(state_from_json(row["state"]))
+    for action in [first_action, *json.loads(row["continuation"])]:
+        _, _, terminated, _, info = env.step(action)
+        if terminated:
+            return info["grade"]["score"]
+    raise AssertionError("the recorded continuation ends before the episode")
+
+
+def test_rows_record_the_policys_own_actions_as_their_continuation(rows):
+    by_episode: dict[int, list[dict]] = {}
+    for row in rows:
+        by_episode.setdefault(row["episode"], []).append(row)
+    for episode in by_episode.values():
+        for row in episode:
+            continuation = json.loads(row["continuation"])
+            assert len(continuation) == 20 - 1 - row["t"]  # every later decision of the episode
+        first, later = episode[0], episode[1]  # decisions 0 and 4 of one episode
+        assert json.loads(first["continuation"])[later["t"] - first["t"] - 1] == later["action"]
+    # replaying the recorded actions from the first state ends in the episode the policy played
+    assert any(json.loads(r["continuation"]) != ["HOLD"] * (19 - r["t"]) for r in rows), "some trade"
+
+
+def test_counterfactual_credit_is_the_difference_of_two_exact_replays(rows):
+    credit = EnvScoreReward(RewardConfig(continuation="recorded", baseline="hold", num_generations=G))
+    played = EnvScoreReward(RewardConfig(continuation="recorded", num_generations=G))
+    for row in (rows[0], *held_rows(rows)[:2], rows[-1]):
+        symbol = row["symbols"][0]
+        texts = [f"BUY {symbol} 0.5", f"SELL {symbol} 1", "HOLD", f"BUY {symbol} 1"]
+        columns = {"state": [row["state"]] * G, "state_hash": [row["state_hash"]] * G}
+        columns["continuation"] = [row["continuation"]] * G
+        got = credit([None] * G, texts, **columns)
+        hold = replay(row, "HOLD")
+        assert got == [replay(row, text) - hold for text in texts]
+        assert got[2] == 0.0  # HOLD changes nothing
+        assert played([None] * G, texts, **columns) == [replay(row, text) for text in texts]
+
+
+def test_counterfactual_credit_floors_invalid_answers_below_every_difference(rows):
+    credit = EnvScoreReward(RewardConfig(continuation="recorded", baseline="hold", num_generations=2))
+    row = held_rows(rows)[0]
+    got = credit([None] * 2, ["SELL nonsense", f"SELL {row['symbols'][0]} 1"], state=[row["state"]] * 2,
+                 state_hash=[row["state_hash"]] * 2, continuation=[row["continuation"]] * 2)  # fmt: skip
+    assert got[0] == -1.1 < -1.0 <= got[1]
+
+
+def test_the_recorded_continuation_needs_its_column(rows, caplog):
+    credit = EnvScoreReward(RewardConfig(continuation="recorded", num_generations=G))
+    assert score(credit, rows[0], ["HOLD"] * G) == [credit.config.invalid_score] * G
+    assert "continuation" in caplog.text
+
+
+def test_states_of_a_seeded_policy_are_reproducible_from_the_seed():
+    """The 'policy' expert is an agent object; the same seed gives the same states and the same actions."""
+    from eval.agents import make_agent
+
+    config = PromptSetConfig(task="easy", episodes=3, seed=11, experts=("policy",), stride=5)
+    first = collect_rows(config, policy=make_agent("random"))
+    assert first == collect_rows(config, policy=make_agent("random"))
+    assert {row["expert"] for row in first} == {"policy"} and len(first) == 3 * 4
+    other = collect_rows(PromptSetConfig(task="easy", episodes=3, seed=12, experts=("policy",), stride=5),
+                         policy=make_agent("random"))  # fmt: skip
+    assert other != first
+    with pytest.raises(ValueError, match="policy being trained"):
+        collect_rows(config)

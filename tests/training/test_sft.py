@@ -99,6 +99,9 @@ class Recorder(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.after = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
 
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluations = [*getattr(self, "evaluations", []), state.global_step]
+
 
 class StopAfter(TrainerCallback):
     """Interrupts training after ``step`` optimizer steps, like a killed job (the checkpoint stays)."""
@@ -131,6 +134,8 @@ def test_tiny_sft_has_finite_loss_and_moves_the_lora_weights(tiny_run):
     assert [step for step, _ in result.losses] == [1, 2, 3]
     assert all(math.isfinite(loss) for _, loss in result.losses)
     assert result.eval_loss is not None and math.isfinite(result.eval_loss)
+    # the val loss at the save step and once at the end, not a second time after training (issue 20)
+    assert recorder.evaluations == [2, 3]
     assert recorder.before and all(torch.count_nonzero(b) == 0 for b in recorder.before.values())  # LoRA init
     changed = [n for n in recorder.before if not torch.equal(recorder.before[n], recorder.after[n])]
     assert len(changed) == len(recorder.before) == 30 * 7  # every projection of every SmolLM2 layer
@@ -200,6 +205,12 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_run, sft_data, tmp_path):
     interrupted = tiny_config(sft_data, tmp_path / "cut")
     first = sft.train(interrupted, callbacks=[StopAfter(2)])
     assert first.global_step == 2 and (tmp_path / "cut" / "checkpoint-2").is_dir()
+    # a save killed midway: checkpoint-3 has the adapter weights but no trainer_state.json
+    broken = tmp_path / "cut" / "checkpoint-3"
+    broken.mkdir()
+    (broken / "adapter_model.safetensors").write_bytes(
+        (tmp_path / "cut" / "checkpoint-2" / "adapter_model.safetensors").read_bytes()
+    )
     with pytest.raises(sft.SFTConfigError, match="--resume"):  # a plain rerun would overwrite the checkpoint
         sft.train(interrupted)
     resumed = sft.train(dataclasses.replace(interrupted, resume=True))
@@ -208,6 +219,68 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_run, sft_data, tmp_path):
     # same data order, LoRA weights and optimizer state: step 3 after the resume repeats the uninterrupted one
     assert [step for step, _ in resumed.losses] == [1, 2, 3]  # steps 1-2 come from the checkpoint's history
     assert [loss for _, loss in resumed.losses] == pytest.approx([loss for _, loss in whole.losses], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_no_final_eval_skips_the_val_pass_off_the_save_grid(sft_data, tmp_path):
+    recorder = Recorder()
+    config = tiny_config(sft_data, tmp_path / "run", max_steps=1, save_steps=5, final_eval=False)
+    result = sft.train(config, callbacks=[recorder])
+    assert result.eval_loss is None and getattr(recorder, "evaluations", []) == []
+
+
+# ------------------------------------------------------------------------------------------ fp16 and resume
+def tiny_lora_model(base_dtype: torch.dtype):
+    """A 2-layer Llama (SmolLM2's architecture) with LoRA on q/v, base weights in ``base_dtype``."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    base = LlamaForCausalLM(config).to(base_dtype)
+    return get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+
+
+def test_fp32_trainable_parameters_undoes_trls_bf16_cast_of_the_adapter():
+    model = tiny_lora_model(torch.float16)  # the frozen base in fp16, as on a T4
+    for param in model.parameters():  # what TRL does to the LoRA of a quantized base
+        if param.requires_grad:
+            param.data = param.data.to(torch.bfloat16)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(trainable) == 8 and all(p.dtype == torch.bfloat16 for p in trainable)
+    assert sft.fp32_trainable_parameters(model) == 8
+    assert [p for p in model.parameters() if p.requires_grad] == trainable  # the same Parameter objects
+    assert all(p.dtype == torch.float32 for p in trainable)
+    assert all(p.dtype == torch.float16 for p in model.parameters() if not p.requires_grad)  # base untouched
+    assert sft.fp32_trainable_parameters(model) == 0  # nothing left to cast
+
+
+def test_only_fp16_profiles_need_the_fp32_adapter():
+    assert [name for name, p in PROFILES.items() if sft.needs_fp32_adapter(p)] == ["t4"]
+
+
+def _checkpoint(path: Path, *files: str) -> None:
+    path.mkdir(parents=True)
+    for name in files:
+        (path / name).write_text("{}")
+
+
+def test_resume_takes_the_newest_complete_checkpoint(tmp_path, capsys):
+    _checkpoint(tmp_path / "checkpoint-2", "trainer_state.json", "adapter_model.safetensors")
+    _checkpoint(tmp_path / "checkpoint-10", "trainer_state.json", "adapter_model.bin")
+    _checkpoint(tmp_path / "checkpoint-12", "adapter_model.safetensors")  # killed before trainer_state.json
+    _checkpoint(tmp_path / "checkpoint-14", "trainer_state.json")  # killed before the weights
+    (tmp_path / "checkpoint-16").write_text("")  # a file, not a checkpoint
+    assert sft.resume_checkpoint(tmp_path, resume=True) == str(tmp_path / "checkpoint-10")
+    assert "checkpoint-14 is incomplete" in capsys.readouterr().err
+    with pytest.raises(sft.SFTConfigError, match="already holds checkpoint-14"):
+        sft.resume_checkpoint(tmp_path, resume=False)
+
+
+def test_resume_with_only_incomplete_checkpoints_says_so(tmp_path):
+    _checkpoint(tmp_path / "checkpoint-3", "adapter_model.safetensors")
+    with pytest.raises(sft.SFTConfigError, match=r"no complete checkpoint.*incomplete: checkpoint-3"):
+        sft.resume_checkpoint(tmp_path, resume=True)
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -279,6 +352,7 @@ def test_task_filter_and_data_record(sft_data):
         sft.load_examples(sft_data, "test", None)
     record = sft.data_record(sft_data)
     assert record["data_env_version"] == "2.0.0" and len(record["train_jsonl_sha256"]) == 64
+    assert record["market_data"] == "nifty"  # the card's --data: the market to evaluate the adapter on
 
 
 def test_examples_longer_than_max_length_are_dropped_not_truncated(sft_data):
@@ -294,7 +368,7 @@ def test_gpu_profile_on_cpu_and_resume_without_checkpoint_are_clear_errors(sft_d
     assert sft.main([*args, "--profile", "t4"]) == 2
     assert "profile 't4' trains in float16 on a CUDA GPU" in capsys.readouterr().err
     assert sft.main([*args, "--resume"]) == 2
-    assert "no checkpoint-* in" in capsys.readouterr().err
+    assert "no complete checkpoint-* in" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------- profiles
