@@ -9,8 +9,9 @@ Rule agents act in numeric mode: a value a in [-1, 1] per stock, where a > 0.1 b
 and a < -0.1 sells (-a - 0.1)/0.9 of the shares (DESIGN.md). ``buy_action(f)`` / ``sell_action(f)`` encode a
 fraction exactly that way.
 
-Names: ``hold``, ``buy-and-hold``, ``random``, ``rsi``; ``ppo:<path>``; LLMs (``smollm2-135m``, ``qwen-0.5b``,
-``deepseek-7b``, ``llm:<hf-id-or-path>[@<adapter>]``) resolve lazily, so rule-agent runs never import torch.
+Names: ``hold``, ``buy-and-hold``, ``random``, ``rsi``, ``momentum``; ``ppo:<path>``; LLMs (``smollm2-135m``,
+``qwen-0.5b``, ``deepseek-7b``, ``llm:<hf-id-or-path>[@<adapter>]``) resolve lazily, so rule-agent runs never
+import torch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from data.synthetic import momentum_fractions
 from market_env.actions import NUMERIC_DEADZONE
 from market_env.observations import Snapshot
 
@@ -97,20 +99,25 @@ class BuyAndHoldAgent(RuleAgent):
 
 @dataclass
 class RandomAgent(RuleAgent):
-    """Each day, each stock: buy a random fraction with probability 10%, sell one with 10%, else hold."""
+    """Each day, each stock: buy a random fraction with probability 10%, sell one with 10%, else hold.
+
+    Episode i of a run seeded ``seed`` draws from its own generator seeded ``seed + i`` (the seed of the
+    episode it plays), so an episode's actions do not depend on which other episodes share its batch: a
+    run sharded over workers (``evaluate --workers``) plays exactly what one process plays.
+    """
 
     name: str = "random"
     trade_probability: float = 0.1
-    rng: np.random.Generator = field(default_factory=np.random.default_rng, repr=False)
+    rngs: list[np.random.Generator] = field(default_factory=list, repr=False)
 
     def reset(self, n_envs: int, seed: int) -> None:
         super().reset(n_envs, seed)
-        self.rng = np.random.default_rng(seed)
+        self.rngs = [np.random.default_rng(seed + i) for i in range(n_envs)]
 
     def act(self, observations: Any, snapshot: Snapshot) -> np.ndarray:
-        shape = snapshot.symbols.shape
-        draw = self.rng.random(shape)
-        fraction = self.rng.uniform(0.1, 1.0, shape)
+        n_stocks = snapshot.symbols.shape[1]
+        draw = np.stack([rng.random(n_stocks) for rng in self.rngs])
+        fraction = np.stack([rng.uniform(0.1, 1.0, n_stocks) for rng in self.rngs])
         buy = draw < self.trade_probability
         sell = (draw >= self.trade_probability) & (draw < 2 * self.trade_probability)
         return np.where(buy, buy_action(fraction), np.where(sell, sell_action(fraction), 0.0)).astype(
@@ -164,11 +171,29 @@ class RSIAgent(RuleAgent):
         )
 
 
+@dataclass
+class MomentumAgent(RuleAgent):
+    """The edge market's documented best simple rule (``data.synthetic.momentum_fractions``), per stock, each
+    day: sell all of a held stock whose 5-day change is below 0; buy every stock not held whose 5-day change
+    is above 0, with 1/n of the cash each, n = the number of such entries. The rule is reused, not restated,
+    so this agent and the synthetic market's calibration cannot drift apart.
+    """
+
+    name: str = "momentum"
+
+    def act(self, observations: Any, snapshot: Snapshot) -> np.ndarray:
+        sell, buy = momentum_fractions(feature(snapshot, "change_5d"), snapshot.shares > 0)
+        return np.where(sell > 0, sell_action(sell), np.where(buy > 0, buy_action(buy), 0.0)).astype(
+            np.float32
+        )
+
+
 RULE_AGENTS: dict[str, Callable[[], Agent]] = {
     "hold": HoldAgent,
     "buy-and-hold": BuyAndHoldAgent,
     "random": RandomAgent,
     "rsi": RSIAgent,
+    "momentum": MomentumAgent,
 }
 # Prefix and alias resolvers added by other packages (PPO, LLM), imported only when their name is asked for.
 PREFIX_RESOLVERS: dict[str, Callable[[str, dict], Agent]] = {}

@@ -43,13 +43,14 @@ TABLE_METRICS = SCORE_COLUMNS | DIAGNOSTIC_COLUMNS
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from eval.agents import agent_names
+
     parser = argparse.ArgumentParser(
         prog="evaluate",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="agents: hold, buy-and-hold, random, rsi, ppo:<path>, smollm2-135m, qwen-0.5b, deepseek-7b, "
-        "llm:<hf-id-or-path>[@<adapter>]",
-    )  # fmt: skip
+        epilog=f"agents: {', '.join(agent_names())}",  # the registry's list, so help and errors agree
+    )
     parser.add_argument("--agent", nargs="+", metavar="NAME", help="one or more agent names")
     parser.add_argument("--task", nargs="+", choices=TASK_NAMES, help="default: hard (compare: every task)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -64,6 +65,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--data",
         help="your own OHLCV CSV/parquet, or synthetic:martingale / synthetic:edge[:edge=..,seed=..]",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="shard each agent's episodes over N processes (spawned, 1 thread each) and merge them into the "
+        "same rows, table, JSON and MLflow run as one process; an LLM agent loads N model copies",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every number and per-episode row here")
     parser.add_argument(
         "--out-dir", type=Path, default=Path("eval_output"), help="runs go to <out-dir>/<run name>/"
@@ -164,10 +170,10 @@ def agents_to_run(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def evaluate_task(task: str, args: argparse.Namespace, console: Console) -> list[dict]:
-    """Every agent on this task's paired episodes, under every requested env version."""
+def evaluate_task(task: str, args: argparse.Namespace, console: Console, shards=None) -> list[dict]:
+    """Every agent on this task's paired episodes, under every requested env version (played through
+    ``shards``, an :class:`eval.parallel.Shards`, when given; else in this process)."""
     from eval import harness
-    from eval.agents import make_agent
 
     config = harness.EvalConfig(
         task=task, split=args.split, episodes=args.episodes or DEFAULT_EPISODES[task], seed=args.seed,
@@ -176,14 +182,13 @@ def evaluate_task(task: str, args: argparse.Namespace, console: Console) -> list
     )  # fmt: skip
     played: dict[str, object] = {}
     for name in dict.fromkeys(["hold", BENCHMARK, *agents_to_run(args)]):  # the references always play
-        rule = name in BASELINES
-        agent = make_agent(name) if rule else make_agent(name, **agent_options(args))
-        played[name] = harness.run_evaluation(agent, config, progress=not (args.quiet or rule))
+        played[name] = _play(name, config, args, shards)
     entries = []
     for name in agents_to_run(args):
         for version in args.env_version:
             scored = {
-                ref: _in_version(played[ref], config, version, args) for ref in {name, "hold", BENCHMARK}
+                ref: _in_version(played[ref], config, version, args, shards)
+                for ref in {name, "hold", BENCHMARK}
             }
             entries.append(_entry(scored[name], scored["hold"], scored[BENCHMARK], args.seed))
     return entries
@@ -209,42 +214,58 @@ def _resolve_data(spec: str | None):
     return resolve_data(spec)
 
 
-def _in_version(result, config, version: str, args: argparse.Namespace):
+def _play(name: str, config, args: argparse.Namespace, shards=None):
+    """One agent on ``config``'s episodes, in this process or sharded over the ``--workers`` processes."""
+    from eval.parallel import Shards
+
+    rule = name in BASELINES
+    options = {} if rule else agent_options(args)
+    return (shards or Shards(1)).run(name, options, config, progress=not (args.quiet or rule))
+
+
+def _in_version(result, config, version: str, args: argparse.Namespace, shards=None):
     from dataclasses import replace
 
     from eval import harness
-    from eval.agents import make_agent
 
     if version == result.env_version:
         return result
     if harness.same_market(result.env_version, version, config.task):
         return harness.rescore(result, version)
-    rule = result.agent in BASELINES
-    agent = make_agent(result.agent) if rule else make_agent(result.agent, **agent_options(args))
-    return harness.run_evaluation(agent, replace(config, env_version=version), not (args.quiet or rule))
+    return _play(result.agent, replace(config, env_version=version), args, shards)
 
 
 def run_evaluate(args: argparse.Namespace, console: Console) -> tuple[list[dict], Path]:
     """Play, print and save every table, plot and CSV under the run's folder (MLflow comes later)."""
-    from eval import plots, stats
+    from eval.parallel import Shards
 
     folder, everything = None, []
-    for task in args.task:
-        entries = evaluate_task(task, args, console)
-        folder = folder or run_folder(args)  # made once something played: a refused request leaves none
-        print_table(console, task, entries)
-        headline = next(e for e in entries if e["result"].agent == args.agent[0])  # the first agent asked for
-        if warning := stats.precision_warning(headline["vs_benchmark"]["score"]):
-            console.print(f"[yellow]note:[/yellow] {escape(args.agent[0])} vs {BENCHMARK}: {escape(warning)}")
-        results = [entry["result"] for entry in entries]
-        entry_images = []
-        if not args.no_plots:
-            entry_images = [plots.equity_curves(results, folder / f"{task}_equity.png"),
-                            plots.score_distribution(results, folder / f"{task}_scores.png")]  # fmt: skip
-        for entry in entries:
-            entry["artifacts"] = [write_episode_csv(entry["result"], folder), *entry_images]
-        everything.extend(entries)
+    with Shards(args.workers) as shards:  # one set of worker processes for every task and agent
+        for task in args.task:
+            entries = evaluate_task(task, args, console, shards)
+            folder = folder or run_folder(args)  # made once something played: a refused request leaves none
+            report_task(task, entries, args, console, folder)
+            everything.extend(entries)
     return everything, folder
+
+
+def report_task(
+    task: str, entries: list[dict], args: argparse.Namespace, console: Console, folder: Path
+) -> None:
+    """Print one task's tables and a precision note; write its plots and per-episode CSVs."""
+    from eval import plots, stats
+
+    print_table(console, task, entries)
+    headline = next(e for e in entries if e["result"].agent == args.agent[0])  # the first agent asked for
+    if warning := stats.precision_warning(headline["vs_benchmark"]["score"]):
+        console.print(f"[yellow]note:[/yellow] {escape(args.agent[0])} vs {BENCHMARK}: {escape(warning)}")
+    results = [entry["result"] for entry in entries]
+    entry_images = []
+    if not args.no_plots:
+        entry_images = [plots.equity_curves(results, folder / f"{task}_equity.png"),
+                        plots.score_distribution(results, folder / f"{task}_scores.png")]  # fmt: skip
+    for entry in entries:
+        entry["artifacts"] = [write_episode_csv(entry["result"], folder), *entry_images]
 
 
 def log_to_mlflow(entries: list[dict], console: Console) -> bool:
@@ -376,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     args.task = args.task or ["hard"]
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be >= 1")
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
     from eval.agents import UnknownAgentError
     from llm_agent.models import ModelError  # cheap: torch loads only with a model
 

@@ -5,9 +5,11 @@ Episodes are fixed by (task, split, seed, episodes): slot i of the batch is the 
 differences between agents are not differences in market luck.
 
 Agents get the step's snapshot through :func:`eval.views.agent_snapshot`: the panel ends at each episode's
-current day. Each row records the episode's calendar start day (``start_day``) and real identity, read
-from the simulator here rather than from the env's ``info`` (which says nothing real in anonymised mode);
-the intervals of :mod:`eval.stats` cluster episodes by that start day.
+current day; anonymised, it is an :class:`eval.views.AnonymousFrame` of the episode's own days, STOCK_
+names and prices rescaled to 100 at the start. Each row records the episode's calendar start day
+(``start_day``) and real identity, read from the simulator and ``episode_identities()`` here rather than
+from the env's ``info`` (which says nothing real in anonymised mode), so anonymised rows pair with clear
+ones; the intervals of :mod:`eval.stats` cluster episodes by that start day.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 import market_env
 from eval.agents import Agent, RuleAgent
-from eval.views import agent_snapshot
+from eval.views import AnonymousFrame, agent_snapshot
 from market_env.actions import Order, format_action, numeric_to_fractions
 from market_env.grader import grade_episodes
 from market_env.market import PriceData
@@ -175,13 +177,15 @@ def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> E
     )  # fmt: skip
     start = time.perf_counter()
     observations, infos = env.reset(seed=config.seed)
-    identity = _identities(env.market.snapshot(), env.market.panel, env.market.task.n_days)
+    identity = _identities(env)
+    frame = AnonymousFrame(env.market.snapshot(), env.market.version.rules.lookback_days) if (
+        config.anonymize) else None  # fmt: skip
     agent.reset(config.episodes, config.seed)
     invalid = np.zeros(config.episodes)
     n_days = env.market.task.n_days
     with StepClock(f"{agent.name} {config.task}", n_days, config.episodes, progress) as clock:
         for _ in range(n_days):
-            actions = agent.act(observations, agent_snapshot(env.market.snapshot()))
+            actions = agent.act(observations, agent_snapshot(env.market.snapshot(), frame))
             if obs_mode == "text" and agent.obs_mode == "numeric":
                 actions = numeric_to_text(actions, env.names)
             observations, _, done, _, infos = env.step(actions)
@@ -202,12 +206,14 @@ def run_evaluation(agent: Agent, config: EvalConfig, progress: bool = True) -> E
     )  # fmt: skip
 
 
-def _identities(snapshot, panel, n_days: int) -> list[dict[str, Any]]:
-    """Start day, dates and real symbols of every episode, from the simulator (never shown to the agent)."""
+def _identities(env: market_env.BatchMarketEnv) -> list[dict[str, Any]]:
+    """Start day, dates and real symbols (simulator order) of every episode, the same in the clear and
+    anonymised: from the simulator and ``episode_identities()``, never shown to the agent."""
+    starts = env.market.sim.start_day.tolist()
     return [
-        {"start_day": int(start), "start_date": panel.iso_date(int(start)),
-         "end_date": panel.iso_date(int(start) + n_days), "symbols": [panel.symbols[k] for k in symbols]}
-        for start, symbols in zip(snapshot.start_day.tolist(), snapshot.symbols.tolist())
+        {"start_day": int(start), "start_date": identity["start_date"], "end_date": identity["end_date"],
+         "symbols": list(identity["real_symbols"])}
+        for start, identity in zip(starts, env.episode_identities())
     ]  # fmt: skip
 
 

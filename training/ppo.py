@@ -29,12 +29,18 @@ Gaussian's mean, clipped to [-1, 1]).
 
     train-ppo --task hard --output-dir runs/ppo-hard
     evaluate --agent ppo:runs/ppo-hard hold rsi buy-and-hold --task hard --split val
+
+``--data`` trains and selects on another price set: an OHLCV CSV/parquet or ``synthetic:<kind>[:...]``
+(``data.synthetic.resolve_data``), e.g. ``train-ppo --task easy --data synthetic:edge`` to check that PPO
+finds a planted edge. The spec is kept in ``config.json``, ``meta.json`` and the MLflow params (with the
+data's sha256), and the val evaluations that pick ``best/`` play on the same data.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -69,6 +75,7 @@ class PPOConfig:
 
     task: str = "hard"
     env_version: str = ENV_VERSION
+    data: str = ""  # a price file or synthetic:<kind>[:name=value,...] (data.synthetic); "" = embedded set
     timesteps: int = DEFAULT_TIMESTEPS  # env steps summed over the parallel episodes
     n_envs: int = 32  # episodes stepping together (the batch env's slots)
     seed: int = 0  # slot i of the train batch plays the episode seeded seed + i; also torch's seed
@@ -326,7 +333,20 @@ def val_config(config: PPOConfig) -> Any:
     from eval.harness import EvalConfig
 
     return EvalConfig(task=config.task, split="val", episodes=config.eval_episodes, seed=config.eval_seed,
-                      env_version=config.env_version)  # fmt: skip
+                      env_version=config.env_version, data=training_panel(config.data),
+                      data_name=config.data)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def training_panel(spec: str) -> Any:
+    """The panel a ``--data`` spec names (None: the embedded set), built once per process: a synthetic
+    table takes seconds to align, and training and every val evaluation use it."""
+    if not spec:
+        return None
+    from data.panel import load_panel
+    from data.synthetic import resolve_data
+
+    return load_panel(resolve_data(spec))
 
 
 def _log_metrics(metrics: dict[str, float], step: int) -> None:
@@ -352,7 +372,8 @@ def build_model(config: PPOConfig, resume_from: Path | None = None) -> tuple[Any
     th.set_num_threads(config.torch_threads)
     done = int(json.loads((resume_from / META_FILE).read_text())["timesteps"]) if resume_from else 0
     batch = market_env.make_batch(config.task, config.n_envs, split="train", obs_mode="numeric",
-                                  version=config.env_version, seed=config.seed + done)  # fmt: skip
+                                  version=config.env_version, seed=config.seed + done,
+                                  data=training_panel(config.data))  # fmt: skip
     normalizer = SharedNormalizer()
     if resume_from is not None:
         normalizer = SharedNormalizer.from_dict(json.loads((resume_from / NORMALIZER_FILE).read_text()))
@@ -531,8 +552,8 @@ def _train(config: PPOConfig, output_dir: Path, progress: bool, run: Any, last: 
     model, batch, normalizer = build_model(config, resume_from=last)
     market = batch.market
     meta = {"task": config.task, "task_version": market.task.version, "env_version": market.version.version,
-            "data_sha256": market.panel.sha256, "n_stocks": market.task.n_stocks,
-            "mlflow_run_id": run.info.run_id if run else None}  # fmt: skip
+            "data": config.data or "embedded", "data_sha256": market.panel.sha256,
+            "n_stocks": market.task.n_stocks, "mlflow_run_id": run.info.run_id if run else None}  # fmt: skip
     if run is not None:
         import mlflow
 
@@ -638,6 +659,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
     parser.add_argument("--env-version", default=defaults.env_version, choices=sorted(ENV_VERSIONS))
+    parser.add_argument(
+        "--data",
+        default=defaults.data,
+        help="train and select on this OHLCV CSV/parquet, or synthetic:martingale / synthetic:edge[:edge=..,"
+        "seed=..] (default: the embedded NIFTY set)",
+    )
     parser.add_argument("--n-steps", type=int, default=defaults.n_steps, help="rollout steps per slot")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -652,13 +679,14 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir or Path("runs") / f"ppo-{args.task}"
     try:
         config = PPOConfig(
-            task=args.task, env_version=args.env_version, n_envs=args.n_envs,
+            task=args.task, env_version=args.env_version, data=args.data, n_envs=args.n_envs,
             timesteps=args.timesteps or _saved_timesteps(output_dir, args.resume),
             seed=args.seed, n_steps=args.n_steps, batch_size=args.batch_size,
             learning_rate=args.learning_rate, hidden=args.hidden, eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
         )  # fmt: skip
-    except ValueError as error:
+        training_panel(config.data)  # a bad --data fails here, before a run directory or MLflow run exists
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
@@ -678,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained {summary['timesteps']:,} steps in {summary['train_seconds']:.0f} s; best val score "
           f"{best['val_score']:.3f} [{low:.3f}, {high:.3f}] at step {best['timesteps']:,} "
           f"-> {output_dir / 'best'}\nnext: evaluate --agent ppo:{output_dir} hold rsi buy-and-hold "
-          f"--task {config.task} --split test")  # fmt: skip
+          f"--task {config.task} --split test{f' --data {config.data}' if config.data else ''}")  # fmt: skip
     return 0
 
 

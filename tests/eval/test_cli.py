@@ -108,9 +108,9 @@ def test_compare_without_runs_says_what_to_do(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--agent", "momentum"], "unknown agent 'momentum'"),
+        (["--agent", "trend-follower"], "unknown agent 'trend-follower'"),
         # rich markup would swallow bracketed text (issue 20): the list keeps its [@<adapter>]
-        (["--agent", "momentum"], "llm:<hf-id-or-path>[@<adapter>]"),
+        (["--agent", "trend-follower"], "llm:<hf-id-or-path>[@<adapter>]"),
         (["--agent", "rsi", "--data", "/nonexistent.csv"], "does not exist"),
     ],
 )

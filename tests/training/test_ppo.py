@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import mlflow
 import numpy as np
@@ -183,6 +184,34 @@ def test_train_ppo_cli_logs_an_mlflow_run(tmp_path, capsys):
     assert {"val_score", "best_val_score", "train/value_loss"} <= set(run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"learning_curve.png", "meta.json", "best"} <= artifacts
+
+
+def test_train_ppo_on_synthetic_data_records_it_and_selects_on_the_same_data(tmp_path, capsys):
+    """--data synthetic:edge: trained and val-selected on the synthetic market, and recorded as such."""
+    out = tmp_path / "edge"
+    args = ["--task", "easy", "--timesteps", "40", "--output-dir", str(out), "--eval-every", "40", "--n-envs",
+            "2", "--n-steps", "20", "--batch-size", "40", "--hidden", "8", "--eval-episodes", "6",
+            "--no-progress", "--data", "synthetic:edge"]  # fmt: skip
+    assert ppo.main(args) == 0
+    assert "--data synthetic:edge" in capsys.readouterr().out  # the next command plays the same data
+    edge = ppo.training_panel("synthetic:edge")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["data"] == "synthetic:edge" and meta["data_sha256"] == edge.sha256 != load_prices()[1]
+    assert json.loads((out / "best" / "config.json").read_text())["data"] == "synthetic:edge"
+    params = mlflow.get_run(meta["mlflow_run_id"]).data.params
+    assert params["data"] == "synthetic:edge" and params["data_sha256"] == edge.sha256
+    # the selection episodes were the synthetic market's: buy-and-hold's val score there is reproduced
+    val = harness.EvalConfig(task="easy", split="val", episodes=6, seed=ppo.PPOConfig.eval_seed, data=edge)
+    expected = harness.run_evaluation(make_agent("buy-and-hold"), val, False).values("score").mean()
+    assert meta["baselines_val"]["buy-and-hold"] == pytest.approx(expected, abs=1e-12)
+    real = harness.run_evaluation(make_agent("buy-and-hold"), replace(val, data=None), False)
+    assert real.values("score").mean() != pytest.approx(expected, abs=1e-6)  # the check can tell them apart
+
+
+def test_bad_data_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert ppo.main(["--data", "synthetic:nope", "--output-dir", str(out), "--no-mlflow"]) == 2
+    assert "unknown synthetic market 'nope'" in capsys.readouterr().err and not out.exists()
 
 
 def test_bad_paths_get_a_clear_error(tmp_path, capsys):
