@@ -256,7 +256,8 @@ def report_task(
     from eval import plots, stats
 
     print_table(console, task, entries)
-    headline = next(e for e in entries if e["result"].agent == args.agent[0])  # the first agent asked for
+    # the first agent asked for; an LLM's reported name may carry its flags ("smollm2-135m+think")
+    headline = next((e for e in entries if e["result"].agent.startswith(args.agent[0])), entries[-1])
     if warning := stats.precision_warning(headline["vs_benchmark"]["score"]):
         console.print(f"[yellow]note:[/yellow] {escape(args.agent[0])} vs {BENCHMARK}: {escape(warning)}")
     results = [entry["result"] for entry in entries]
