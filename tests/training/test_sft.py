@@ -392,3 +392,56 @@ def test_bf16_autocast_only_where_it_is_fast():
     assert not PROFILES["cpu"].with_overrides(cpu_bf16_autocast=False).bf16_autocast(on_gpu=False)
     config = sft.sft_config(sft.SFTRunConfig(max_steps=1), PROFILES["cpu"], on_gpu=False, has_eval=False)
     assert config.bf16 is cpu_has_fast_bf16() and config.use_cpu and not config.fp16
+
+
+# ------------------------------------------------------------------------------------------ memory (issue 20)
+def _fused_loss_and_grads(token_chunk: int | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Completion-only loss of TRL's fused LM head on a tiny Llama, and the LoRA gradients, with the tiles
+    of a profile whose ``lm_head_token_chunk`` is ``token_chunk``."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from training.profiles import set_lm_head_tiles
+
+    set_lm_head_tiles(dataclasses.replace(PROFILES["cpu"], lm_head_token_chunk=token_chunk))
+    torch.manual_seed(0)
+    model = tiny_lora_model(torch.float32)
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 64, (3, 11))
+    labels = ids.masked_fill(torch.arange(11) < 6, -100)  # a prompt of 6 tokens, then the completion
+    loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_small_lm_head_tiles_leave_the_loss_and_gradients_as_they_were(monkeypatch):
+    from trl.kernels import chunked_logprob
+
+    # TRL's default tile (all 30 scored positions in one); the test's end restores whatever was set before
+    monkeypatch.setattr(chunked_logprob, "TOKEN_CHUNK_SIZE", 4096)
+    loss, grads = _fused_loss_and_grads(None)  # None: TRL's tiles stay
+    assert chunked_logprob.TOKEN_CHUNK_SIZE == 4096
+    small_loss, small_grads = _fused_loss_and_grads(4)  # 8 tiles, the last one partial
+    assert chunked_logprob.TOKEN_CHUNK_SIZE == 4
+    torch.testing.assert_close(small_loss, loss, rtol=0, atol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(small_grads[name], grad, rtol=1e-6, atol=1e-7)
+
+
+def test_cpu_profile_keeps_8_sequences_a_step_in_small_tiles():
+    cpu = PROFILES["cpu"]
+    assert (cpu.batch_size, cpu.gradient_accumulation_steps, cpu.lm_head_token_chunk) == (2, 4, 256)
+    assert all(PROFILES[name].lm_head_token_chunk is None for name in ("t4", "a100"))  # GPUs: TRL's Triton
+    config = sft.sft_config(sft.SFTRunConfig(max_steps=1), cpu, on_gpu=False, has_eval=True)
+    assert config.per_device_eval_batch_size == config.per_device_train_batch_size == 2
+
+
+@pytest.mark.slow
+def test_splitting_a_step_into_more_micro_batches_keeps_its_loss(sft_data, tmp_path):
+    # the cpu profile went from 4 x 2 to 2 x 4 sequences a step: the real SmolLM2 must see the same loss
+    losses = []
+    for batch, accumulation in ((2, 1), (1, 2)):
+        sizes = {"batch_size": batch, "gradient_accumulation_steps": accumulation}
+        out = tmp_path / f"run-{batch}x{accumulation}"
+        config = tiny_config(sft_data, out, max_steps=1, save_steps=5, final_eval=False, **sizes)
+        losses.append(sft.train(config).losses[0][1])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
