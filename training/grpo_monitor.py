@@ -39,7 +39,9 @@ class CollapseMonitor(TrainerCallback):
         self.warnings: list[int] = []  # steps at which a warning was given
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        frac = (logs or {}).get("frac_reward_zero_std")
+        logs = logs or {}
+        # ours is per group; TRL's is the whole batch's under scale_rewards="batch" (0 if any groups differ)
+        frac = logs.get("env/zero_std_groups_share", logs.get("frac_reward_zero_std"))
         if frac is None:
             return
         self.logged += 1

@@ -44,7 +44,7 @@ import numpy as np
 
 import market_env
 from data.synthetic import resolve_data
-from market_env.actions import parse_action
+from market_env.actions import BUY, SELL, parse_action
 from market_env.versions import get_version
 from training.grpo_prompts import state_from_json, state_hash
 
@@ -107,11 +107,13 @@ class RewardStats:
 
     n: int
     invalid: float  # share of completions the grammar rejects (among rows that passed the checks)
-    hold: float  # share of valid completions without orders
+    hold: float  # share of completions that are valid and place no order
     failed: float  # share scored invalid because of an error or a failed group check
     mean: float
     std: float
     zero_std_groups: float  # share of groups whose rewards are all equal
+    buy: float = 0.0  # share of completions with at least one valid BUY order (an answer may also SELL)
+    sell: float = 0.0  # share of completions with at least one valid SELL order
 
 
 def completion_text(completion: Any) -> str:
@@ -185,14 +187,14 @@ class EnvScoreReward:
     ) -> list[float]:
         n = len(completions)
         try:
-            rewards, invalid, hold, failed = self._score(completions, state, state_hash, continuation)
+            rewards, invalid, sides, failed = self._score(completions, state, state_hash, continuation)
         except Exception:  # the reward must never stop training: log and score the batch as invalid
             logger.exception("reward failed for a batch of %d completions; scored as invalid", n)
             rewards, failed = np.full(n, self.config.invalid_score), np.ones(n, dtype=bool)
-            invalid, hold = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-        self.last_stats = self._stats(rewards, invalid, hold, failed)
-        if log_metric is not None:
-            for name in ("invalid", "hold", "failed", "zero_std_groups"):
+            invalid, sides = np.zeros(n, dtype=bool), np.zeros((n, 3), dtype=bool)
+        self.last_stats = self._stats(rewards, invalid, sides, failed)
+        if log_metric is not None:  # the HOLD / BUY / SELL shares over training are the collapse's trace
+            for name in ("invalid", "hold", "buy", "sell", "failed", "zero_std_groups"):
                 log_metric(f"env/{name}_share", getattr(self.last_stats, name))
         return [float(r) for r in rewards]
 
@@ -216,14 +218,14 @@ class EnvScoreReward:
         texts = [completion_text(c) for c in completions]
         good = self._valid_rows(states, hashes)
         rewards = np.full(n, self.config.invalid_score)
-        invalid, hold = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        invalid, sides = np.zeros(n, dtype=bool), np.zeros((n, 3), dtype=bool)
         rows = np.flatnonzero(good)
         if rows.size:
             pick = lambda column: [column[i] for i in rows] if column is not None else None  # noqa: E731
-            scores, row_invalid, row_hold = self.score_texts(pick(texts), pick(states), pick(continuations))
+            scores, row_invalid, row_sides = self.score_texts(pick(texts), pick(states), pick(continuations))
             rewards[rows] = np.where(row_invalid, self.config.invalid_score, scores)
-            invalid[rows], hold[rows] = row_invalid, row_hold
-        return rewards, invalid, hold, ~good
+            invalid[rows], sides[rows] = row_invalid, row_sides
+        return rewards, invalid, sides, ~good
 
     def _valid_rows(self, states: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
         """Rows whose hash matches their state and whose group shares one hash; failures are logged."""
@@ -244,7 +246,9 @@ class EnvScoreReward:
     def score_texts(
         self, texts: Sequence[str], states: Sequence[str], continuations: Sequence[str] | None = None
     ) -> tuple[np.ndarray, ...]:
-        """(rewards, invalid, hold) of each text applied at its state (JSON), finished by the continuation.
+        """(rewards, invalid, sides) of each text applied at its state (JSON), finished by the continuation.
+
+        ``sides`` is an (n, 3) boolean array: valid HOLD (no order), has a BUY order, has a SELL order.
 
         With ``baseline="hold"`` each distinct (state, continuation) is replayed once more with HOLD in the
         same batch, and its score is subtracted from the rewards of the texts that share it.
@@ -256,11 +260,11 @@ class EnvScoreReward:
             replays = list(dict.fromkeys(keys))  # distinct, in first-seen order
         all_texts = [*texts, *["HOLD"] * len(replays)]
         all_keys = [*keys, *replays]
-        scores, invalid, hold = self._play(all_texts, [k[0] for k in all_keys], [k[1] for k in all_keys])
+        scores, invalid, sides = self._play(all_texts, [k[0] for k in all_keys], [k[1] for k in all_keys])
         if replays:
             base = dict(zip(replays, scores[n:]))
             scores = scores[:n] - np.array([base[key] for key in keys])
-        return scores[:n], invalid[:n], hold[:n]
+        return scores[:n], invalid[:n], sides[:n]
 
     def _play(
         self, texts: Sequence[str], states: Sequence[str], continuations: Sequence[str]
@@ -273,7 +277,10 @@ class EnvScoreReward:
         env.load_states(range(n), [state_from_json(s) for s in states])
         names = list(env.names[:n])
         parsed = [parse_action(text, names[i]) for i, text in enumerate(texts)]
-        hold = np.array([not p.invalid and not p.orders for p in parsed], dtype=bool)
+        has = lambda p, side: any(order.side == side for order in p.orders)  # noqa: E731
+        sides = np.array(
+            [(not p.invalid and not p.orders, has(p, BUY), has(p, SELL)) for p in parsed], dtype=bool
+        ).reshape(n, 3)
         observations, _, done, _, infos = env.step(list(texts))
         invalid = np.asarray(infos["invalid_action"], dtype=bool)
         scores = np.full(n, np.nan)
@@ -285,7 +292,7 @@ class EnvScoreReward:
                 break
             observations, _, done, _, infos = env.step(continuation(k, observations, env))
             self._collect(scores, done, infos)
-        return scores, invalid, hold
+        return scores, invalid, sides
 
     @staticmethod
     def _collect(scores: np.ndarray, done: np.ndarray, infos: dict) -> None:
@@ -323,7 +330,7 @@ class EnvScoreReward:
 
     # -------------------------------------------------------------------------------------- diagnostics
     def _stats(
-        self, rewards: np.ndarray, invalid: np.ndarray, hold: np.ndarray, failed: np.ndarray
+        self, rewards: np.ndarray, invalid: np.ndarray, sides: np.ndarray, failed: np.ndarray
     ) -> RewardStats:
         n, size = len(rewards), self.config.num_generations
         zero_std = 0.0
@@ -333,9 +340,11 @@ class EnvScoreReward:
         return RewardStats(
             n=n,
             invalid=float(invalid.mean()) if n else 0.0,
-            hold=float(hold.mean()) if n else 0.0,
+            hold=float(sides[:, 0].mean()) if n else 0.0,
             failed=float(failed.mean()) if n else 0.0,
             mean=float(rewards.mean()) if n else 0.0,
             std=float(rewards.std()) if n else 0.0,
             zero_std_groups=zero_std,
+            buy=float(sides[:, 1].mean()) if n else 0.0,
+            sell=float(sides[:, 2].mean()) if n else 0.0,
         )

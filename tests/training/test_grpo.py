@@ -107,7 +107,9 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
     steps = [entry for entry in state["log_history"] if "loss" in entry]
     assert state["global_step"] == 2 and [entry["step"] for entry in steps] == [1, 2]
     assert all(math.isfinite(entry["loss"]) for entry in steps)
-    assert min(entry["frac_reward_zero_std"] for entry in steps) < 1.0, "a group with a learning signal"
+    # TRL's frac_reward_zero_std is the whole batch's under scale_rewards=batch; ours is per group
+    assert min(entry["env/zero_std_groups_share"] for entry in steps) < 1.0, "a group with a learning signal"
+    assert min(entry["frac_reward_zero_std"] for entry in steps) < 1.0
     assert all(entry["env/failed_share"] == 0.0 for entry in steps), "every group shared one state"
 
     before, after = lora_tensors(adapter), lora_tensors(out / "final")
@@ -155,7 +157,7 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     from llm_agent.models import load_model
     from training.grpo import GRPO_SIZES, GRPORunConfig, policy_dataset
 
-    loaded = load_model(f"smollm2-135m@{adapter}")
+    loaded = load_model(f"llm:smollm2-135m@{adapter}")
     config = GRPORunConfig(policy_episodes=1, prompt_stride=10)
     sizes = replace(GRPO_SIZES["cpu"], max_completion_length=8)
     first = policy_dataset(config, sizes, loaded, step=3)
@@ -213,6 +215,19 @@ def test_collapse_monitor_warns_after_several_collapsed_steps(caplog):
     assert "collapsed" in caplog.text
     monitor.on_log(None, State, None, logs={"loss": 0.0})  # a log without rewards changes nothing
     assert monitor.streak == 5
+
+
+def test_collapse_monitor_reads_the_per_group_share_not_trls_batch_one():
+    monitor = CollapseMonitor(share=0.5, patience=3)
+
+    class State:
+        global_step = 0
+
+    for step in (1, 2, 3):  # under scale_rewards=batch TRL reads 0 while every group is flat
+        State.global_step = step
+        logs = {"frac_reward_zero_std": 0.0, "env/zero_std_groups_share": 1.0}
+        monitor.on_log(None, State, None, logs=logs)
+    assert monitor.warnings == [3]
 
 
 def test_reward_curve_plot_is_written(tmp_path):

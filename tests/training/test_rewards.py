@@ -246,9 +246,12 @@ def test_stats_report_hold_and_invalid_shares(rows, reward):
     )
     stats = reward.last_stats
     assert (stats.hold, stats.invalid, stats.failed, stats.zero_std_groups) == (0.5, 0.25, 0.0, 0.0)
+    assert (stats.buy, stats.sell) == (0.25, 0.0)
     assert logged == {
         "env/invalid_share": 0.25,
         "env/hold_share": 0.5,
+        "env/buy_share": 0.25,
+        "env/sell_share": 0.0,
         "env/failed_share": 0.0,
         "env/zero_std_groups_share": 0.0,
     }

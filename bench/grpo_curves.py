@@ -1,0 +1,69 @@
+"""Reward curves and HOLD / BUY / SELL shares of GRPO runs, side by side, from their ``trainer_state.json``.
+
+Run: ``python bench/grpo_curves.py runs/grpo-edge-A runs/grpo-edge-B --out docs/img/grpo_edge_curves.png``
+(each run directory's newest ``checkpoint-N/trainer_state.json`` is read; the label is the directory name).
+
+The top row is each run's mean reward per step with +- one std of its completions (designs may reward on
+different scales: the episode score, or a score difference against HOLD, so each run has its own panel);
+the bottom row is the share of completions that hold, buy, sell or are invalid (``env/*_share``, logged by
+``training.rewards.EnvScoreReward``; an answer may both buy and sell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SHARES = ("hold", "buy", "sell", "invalid")
+
+
+def log_history(run: Path) -> list[dict]:
+    """The step logs of the run's newest checkpoint."""
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    if not checkpoints:
+        raise FileNotFoundError(f"{run} has no checkpoint-N/trainer_state.json")
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    return [entry for entry in state["log_history"] if "reward" in entry]
+
+
+def plot(runs: list[Path], out: Path) -> Path:
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from eval.plots import plt, save_figure
+
+    figure, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 6.0), squeeze=False)
+    for column, run in enumerate(runs):
+        rows = log_history(run)
+        steps = np.array([r["step"] for r in rows])
+        mean = np.array([r["reward"] for r in rows])
+        std = np.array([r.get("reward_std", 0.0) for r in rows])
+        top, bottom = axes[0][column], axes[1][column]
+        top.plot(steps, mean, "o-", label="mean reward")
+        top.fill_between(steps, mean - std, mean + std, alpha=0.2, label="+- 1 std")
+        top.set_title(run.name, fontsize=10)
+        top.set_xlabel("optimizer step")
+        top.set_ylabel("reward")
+        top.legend(fontsize=8)
+        for share in SHARES:
+            bottom.plot(steps, [r.get(f"env/{share}_share", np.nan) for r in rows], "o-", label=share)
+        bottom.set_ylim(-0.02, 1.02)
+        bottom.set_xlabel("optimizer step")
+        bottom.set_ylabel("share of completions")
+        bottom.legend(fontsize=8)
+    return save_figure(figure, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grpo_curves", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="train-grpo output directories")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    args = parser.parse_args(argv)
+    print(plot(args.runs, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
