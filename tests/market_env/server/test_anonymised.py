@@ -62,7 +62,8 @@ def secrets(clear_bodies: list[dict], clear_infos: list[dict]) -> tuple[set[str]
 def leaks(text: str, symbols: set[str], prices: set[float], shares: set[int]) -> list[str]:
     found = [s for s in symbols if re.search(rf"(?<![A-Z_]){re.escape(s)}(?![A-Z_])", text)]
     found += ISO_DATE.findall(text)
-    numbers = {float(n) for n in re.findall(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])", text.replace(",", ""))}
+    # whole numbers only: digit runs inside random hex session ids ("...a336f...") are not counts
+    numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", text.replace(",", ""))}
     found += [f"price {p}" for p in prices if any(abs(n - p) < 0.006 for n in numbers if "." in str(n))]
     found += [f"shares {s}" for s in shares if float(s) in numbers and s > 100]
     return found
