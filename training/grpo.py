@@ -33,6 +33,10 @@ from typing import Any
 from market_env.tasks import TASK_NAMES
 from market_env.versions import ENV_VERSIONS
 from training.distributed import VLLM_MODES, vllm_config_kwargs
+
+# where a run's adapters and val history go: one module the trainer and its monitor both import
+from training.grpo_outputs import BEST_DIR, FINAL_DIR, save_adapter
+from training.grpo_outputs import VAL_HISTORY as VAL_HISTORY  # re-exported for callers of training.grpo
 from training.profiles import (
     PROFILES,
     TrainingProfile,
@@ -44,8 +48,7 @@ from training.profiles import (
 from training.rewards import BASELINES, CONTINUATIONS, SCALE_REWARDS
 
 GRPO_EXPERIMENT = "nifty-rl-grpo"
-BEST_DIR, FINAL_DIR = "best", "final"
-VAL_HISTORY = "val_history.json"
+
 logger = logging.getLogger(__name__)
 
 
@@ -229,19 +232,6 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     from training.sft import find_resume_checkpoint
 
     return find_resume_checkpoint(output_dir, resume, GRPOConfigError)
-
-
-def save_adapter(policy: Any, directory: Path, /, **meta: Any) -> Path:
-    """Save the trained adapter only (not TRL's frozen ``ref`` copy) with a ``meta.json`` beside it."""
-    from eval.tracking import write_meta
-    from training.distributed import is_main_process
-
-    if not is_main_process():  # under accelerate launch every process holds the same weights: save once
-        return directory
-    directory.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(str(directory), selected_adapters=["default"])
-    write_meta(directory, **meta)
-    return directory
 
 
 # ------------------------------------------------------------------------------------------------------ run

@@ -20,6 +20,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from training.grpo_outputs import BEST_DIR, VAL_HISTORY, save_adapter
+
 logger = logging.getLogger(__name__)
 
 
@@ -121,7 +123,6 @@ class ValSelector(TrainerCallback):
 
     def _load_history(self) -> list[dict[str, Any]]:
         """On ``--resume`` the scores of earlier evaluations still count for choosing the best."""
-        from training.grpo import VAL_HISTORY
 
         path = self.output_dir / VAL_HISTORY
         return json.loads(path.read_text()) if self.config.resume and path.is_file() else []
@@ -166,7 +167,6 @@ class ValSelector(TrainerCallback):
         return entry
 
     def _record(self, model: Any, entry: dict[str, Any]) -> None:
-        from training.grpo import BEST_DIR, VAL_HISTORY, save_adapter
 
         (self.output_dir / VAL_HISTORY).write_text(json.dumps(self.history, indent=2))
         metrics = {

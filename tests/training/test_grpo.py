@@ -292,3 +292,15 @@ def test_a_resumed_run_remembers_the_best_val_score(tmp_path):
     assert resumed.best == history[1] and resumed.history == history
     fresh = ValSelector(None, GRPORunConfig(resume=False), GRPO_SIZES["cpu"], tmp_path, {})
     assert fresh.best is None and fresh.history == []
+
+
+def test_the_trainer_and_its_monitor_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse(Path(f"training/{module}.py").read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+    assert "training.grpo" not in imported("grpo_monitor")
+    assert not {"training.grpo", "training.grpo_monitor"} & imported("grpo_outputs")
