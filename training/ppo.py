@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = PPOConfig(
             task=args.task, env_version=args.env_version, data=args.data, n_envs=args.n_envs,
-            timesteps=args.timesteps or _saved_timesteps(output_dir, args.resume),
+            timesteps=_saved_timesteps(output_dir, args.resume) if args.timesteps is None else args.timesteps,
             seed=args.seed, n_steps=args.n_steps, batch_size=args.batch_size,
             learning_rate=args.learning_rate, hidden=args.hidden, eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,

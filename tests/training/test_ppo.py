@@ -243,10 +243,13 @@ def test_observation_sizes_that_are_not_numeric_market_observations_are_rejected
         n_stocks_of(size)
 
 
-def test_bad_settings_are_refused():
+def test_bad_settings_are_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="n_envs must be >= 1"):
         ppo.PPOConfig(n_envs=0)
-    assert ppo.main(["--timesteps", "0", "--no-mlflow"]) == 2
+    # an explicit 0 is refused, not read as "unset" (that once trained the default 600k steps)
+    assert ppo.main(["--timesteps", "0", "--no-mlflow", "--output-dir", str(tmp_path / "run")]) == 2
+    assert "timesteps must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     text = market_env.make_batch("easy", n_envs=2, obs_mode="text")
     with pytest.raises(ValueError, match="numeric observations"):
         MarketVecEnv(text, SharedNormalizer())
