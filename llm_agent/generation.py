@@ -1,7 +1,9 @@
 """Batched chat generation for a :class:`~llm_agent.models.LoadedModel`.
 
 One call generates for many chats at once (all episodes of an evaluation on one trading day): prompts are
-rendered with the model's chat template, left-padded, and generated in chunks of ``batch_size``. Greedy
+rendered with the model's chat template and generated in chunks of ``batch_size``. The token prefix that all
+prompts of a chunk share (the system turn and the table header: ``llm_agent.prompts``) is computed once and
+its key/value cache shared by the chunk's rows; each row's own tokens follow it, padded in the middle. Greedy
 decoding is the default and gives the same tokens batched as one prompt at a time (a test checks it)::
 
     loaded = load_model("smollm2-135m")
@@ -208,7 +210,9 @@ def _generate_transformers(
             torch.manual_seed(config.seed)
         for chunk in chunks:
             started = time.perf_counter()
-            input_ids, attention_mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id, device)
+            rows = [encoded[i] for i in chunk]
+            shared = shared_prefix_length(rows) if loaded.backend == "transformers" else 0
+            input_ids, attention_mask = _pad_after_prefix(rows, shared, tokenizer.pad_token_id, device)
             processors = [constraint.logits_processor(chunk, config.max_new_tokens)] if constraint else []
             output = loaded.model.generate(
                 input_ids=input_ids,
@@ -216,6 +220,7 @@ def _generate_transformers(
                 generation_config=gen_config,
                 tokenizer=tokenizer if config.stop_strings else None,
                 logits_processor=LogitsProcessorList(processors),
+                **_prefix_cache(loaded.model, input_ids, shared),
             )
             new_tokens = output[:, input_ids.shape[1] :].tolist()
             seconds = (time.perf_counter() - started) / len(chunk)
@@ -230,17 +235,58 @@ def _cuda_devices(device: str) -> list[int]:
     return [int(device.split(":")[1]) if ":" in device else 0] if device.startswith("cuda") else []
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any]:
-    """Right-align token rows in a pad-filled tensor; the attention mask marks the real tokens."""
+MIN_SHARED_TOKENS = 32  # a shorter common prefix is not worth its extra forward pass
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens that every row starts with, at most one less than the shortest row (each row keeps a token of
+    its own for generation to feed); 0 when fewer than ``MIN_SHARED_TOKENS`` or a single row."""
+    if len(rows) < 2:
+        return 0
+    limit = min(len(row) for row in rows) - 1
+    first = rows[0]
+    n = next((k for k in range(limit) if any(row[k] != first[k] for row in rows)), limit)
+    return n if n >= MIN_SHARED_TOKENS else 0
+
+
+def _pad_after_prefix(rows: list[list[int]], shared: int, pad_id: int, device: str) -> tuple[Any, Any]:
+    """Token rows in one pad-filled tensor: the ``shared`` prefix, padding, then each row's own tokens
+    right-aligned (``shared=0`` is plain left padding). The attention mask marks the real tokens; positions
+    come from its running sum, so every real token keeps the position it has in its unpadded row."""
     import torch
 
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
-        input_ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        attention_mask[r, width - len(row) :] = 1
+        input_ids[r, :shared] = torch.tensor(row[:shared], dtype=torch.long)
+        attention_mask[r, :shared] = 1
+        own = len(row) - shared
+        input_ids[r, width - own :] = torch.tensor(row[shared:], dtype=torch.long)
+        attention_mask[r, width - own :] = 1
     return input_ids.to(device), attention_mask.to(device)
+
+
+def _prefix_cache(model: Any, input_ids: Any, shared: int) -> dict[str, Any]:
+    """``past_key_values`` holding the first ``shared`` tokens, computed once for row 0 and repeated for every
+    row (generate then runs only the rest); no keyword when nothing is shared."""
+    if not shared:
+        return {}
+    from transformers import DynamicCache
+
+    keyword = _cache_keyword(model)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=input_ids[:1, :shared], use_cache=True, **{keyword: cache})
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    return {keyword: cache}
+
+
+def _cache_keyword(model: Any) -> str:
+    """``cache`` from transformers 5.25 on, ``past_key_values`` before (the Kaggle stack's 5.17)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model wraps it
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _hf_generation_config(loaded: LoadedModel, config: GenerationConfig) -> Any:

@@ -1,9 +1,12 @@
 """The one prompt builder: observation -> chat messages. Evaluation, SFT data and GRPO all call it.
 
-The user message is the environment's text observation (which ends with the action grammar); the system
-message states the market rules that the observation does not repeat every day. Models whose chat template
-wants no system message (DeepSeek-R1 distills: "all instructions in the user prompt") get the rules
-prepended to the user message instead.
+The system message states what never changes within a task: the market rules and the action grammar. The
+user message is the environment's text observation, arranged so that its constant part leads: the table
+header, the stock rows, then the day's headline (``arrange_observation``; the grammar the observation ends
+with is already in the system message). Every prompt of a task therefore starts with the same tokens, which
+generation computes once per batch and shares (``llm_agent.generation``: about 3 of 4 prompt tokens of an
+easy decision). Models whose chat template wants no system message (DeepSeek-R1 distills: "all instructions
+in the user prompt") get the rules prepended to the user message instead.
 
 One format for training and evaluation: SFT data, GRPO prompts and evaluation all build the same
 [system, user] messages, and :func:`fit_chat` (applied by ``llm_agent.generation.format_chat``, the SFT
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from market_env.actions import action_grammar
+from market_env.observations import TABLE_HEADER
 from market_env.tasks import TaskSpec
 from market_env.versions import get_version
 
@@ -26,16 +31,27 @@ RULES = (
     "You are a disciplined equity trader on India's NSE. Each day you see the market at the close and "
     "your portfolio. Orders fill at the next day's open with slippage and Indian delivery costs (about "
     "0.12% to buy; 0.1% plus Rs 15.93 per stock to sell). Long only, whole shares, no leverage; one stock "
-    "may hold at most {cap} of the portfolio. You are scored on risk-adjusted return over the whole "
-    "episode, net of costs: trade when the indicators give a reason, not every day."
+    "may hold at most {cap} of the portfolio. Goal: end the episode with more money than you started "
+    "with, after all costs; trade when the indicators give a reason, not every day."
 )
+GRAMMAR = action_grammar()  # the generic statement; each observation's own copy names one of its symbols
 THINK_INSTRUCTION = "First reason briefly inside <think>...</think>, then write the action lines."
 ACTIONS_ONLY_INSTRUCTION = "Write only the action lines."
 
 
 def system_prompt(task: TaskSpec, think: bool = False) -> str:
     rules = RULES.format(cap=f"{task.position_cap:.0%}")
-    return f"{rules} {THINK_INSTRUCTION if think else ACTIONS_ONLY_INSTRUCTION}"
+    return f"{rules}\n{GRAMMAR}\n{THINK_INSTRUCTION if think else ACTIONS_ONLY_INSTRUCTION}"
+
+
+def arrange_observation(observation: str) -> str:
+    """The observation with its constant lines first: table header, stock rows, then the headline (day,
+    cash, value); the trailing grammar is dropped (the system message states it). Text that is not an env
+    observation, or is already arranged, comes back unchanged."""
+    lines = observation.splitlines()
+    if len(lines) < 3 or lines[1] != TABLE_HEADER or not lines[-1].startswith(GRAMMAR.split(":")[0]):
+        return observation
+    return "\n".join([*lines[1:-1], lines[0]])
 
 
 def build_messages(
@@ -46,9 +62,11 @@ def build_messages(
     use_system_role: bool = True,
     env_version: str | None = None,
 ) -> list[dict[str, str]]:
-    """Chat messages for one decision: the rules, then the observation as the user turn."""
+    """Chat messages for one decision: the rules and grammar, then the arranged observation as the user
+    turn."""
     spec = task if isinstance(task, TaskSpec) else get_version(env_version).task(task)
     system = system_prompt(spec, think)
+    observation = arrange_observation(observation)
     if not use_system_role:
         return [{"role": "user", "content": f"{system}\n\n{observation}"}]
     return [{"role": "system", "content": system}, {"role": "user", "content": observation}]

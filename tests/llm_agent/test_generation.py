@@ -5,15 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import CHATS
+from hypothesis import given
+from hypothesis import strategies as st
 
+import market_env
 from llm_agent.generation import (
+    MIN_SHARED_TOKENS,
     Completion,
     GenerationConfig,
     GenerationStats,
     _first_prefix_with_stop,
+    format_chat,
     generate,
+    shared_prefix_length,
 )
 from llm_agent.models import LoadedModel
+from llm_agent.prompts import build_messages
 
 
 def test_a_batch_of_chats_gets_one_completion_each_in_order(smollm2: LoadedModel) -> None:
@@ -46,6 +53,38 @@ def test_batched_greedy_equals_one_by_one(smollm2: LoadedModel, batch_size: int)
     assert [c.token_ids for c in batched] == [c.token_ids for c in one_by_one]
     assert [c.text for c in batched] == [c.text for c in one_by_one]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in one_by_one]
+
+
+def test_prompts_of_one_task_share_most_tokens_and_decode_as_one_by_one(smollm2: LoadedModel) -> None:
+    observations, _ = market_env.make_batch("easy", n_envs=4, obs_mode="text", seed=11, split="val").reset()
+    chats = [build_messages(observation, "easy") for observation in observations]
+    encoded = [smollm2.tokenizer(format_chat(smollm2.tokenizer, c), add_special_tokens=False)["input_ids"]
+               for c in chats]  # fmt: skip
+    # the system turn and the table header lead every easy prompt: computed once per batch
+    assert shared_prefix_length(encoded) > 0.6 * min(map(len, encoded))
+    config = GenerationConfig(max_new_tokens=6, batch_size=4)
+    batched = generate(smollm2, chats, config)
+    one_by_one = [generate(smollm2, [chat], config)[0] for chat in chats]
+    assert [c.token_ids for c in batched] == [c.token_ids for c in one_by_one]
+    assert [c.prompt_tokens for c in batched] == [len(row) for row in encoded]
+
+
+@given(
+    prefix=st.lists(st.integers(0, 3), max_size=2 * MIN_SHARED_TOKENS),
+    tails=st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=4),
+)
+def test_shared_prefix_is_common_to_all_rows_and_leaves_each_a_token(prefix, tails) -> None:
+    rows = [prefix + tail for tail in tails]
+    n = shared_prefix_length(rows)
+    assert all(row[:n] == rows[0][:n] for row in rows)
+    shortest = min(map(len, rows))
+    if len(rows) == 1 or shortest - 1 < MIN_SHARED_TOKENS:
+        assert n == 0  # nothing to share, or each row would be left without a token of its own
+    elif n == 0:  # a short common run is not worth a forward pass
+        assert any(len({row[k] for row in rows}) > 1 for k in range(MIN_SHARED_TOKENS))
+    else:  # as long as possible: the rows differ right after it, or the shortest keeps just one token
+        assert MIN_SHARED_TOKENS <= n <= shortest - 1
+        assert n == shortest - 1 or len({row[n] for row in rows}) > 1
 
 
 def test_stop_strings_truncate_the_completion(smollm2: LoadedModel) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import market_env
-from llm_agent.prompts import build_messages, split_reasoning
+from llm_agent.prompts import arrange_observation, build_messages, split_reasoning
+from market_env.actions import ACTION_GRAMMAR
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +33,19 @@ def test_hard_prompt_fits_2000_smollm2_tokens_even_holding_every_stock(tokenizer
     assert _prompt_tokens(tokenizer, messages) <= 2000
 
 
-def test_user_turn_is_the_env_observation_and_the_system_turn_has_the_task_cap():
+def test_user_turn_is_the_env_observation_constant_lines_first_and_the_system_turn_has_cap_and_grammar():
     env = market_env.make("medium", split="val", seed=2)
     observation, _ = env.reset()
     system, user = build_messages(observation, "medium")
-    assert user == {"role": "user", "content": observation}
+    headline, header, *rows, grammar = observation.splitlines()
+    assert user == {"role": "user", "content": "\n".join([header, *rows, headline])}
+    assert arrange_observation(user["content"]) == user["content"]  # arranging twice changes nothing
     assert "25%" in system["content"] and "Write only the action lines" in system["content"]
+    assert ACTION_GRAMMAR in system["content"] and grammar.startswith(ACTION_GRAMMAR.split(":")[0])
     assert "<think>" in build_messages(observation, "medium", think=True)[0]["content"]
+    # every day of every episode of a task starts with the same system turn and header: a shared prefix
+    other, _ = market_env.make("medium", split="test", seed=9).reset()
+    assert build_messages(other, "medium")[1]["content"].startswith(header + "\n")
 
 
 def test_models_without_a_system_role_get_the_rules_in_the_user_turn():

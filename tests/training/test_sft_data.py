@@ -16,7 +16,7 @@ import market_env
 from data.splits import SPLITS
 from eval.agents import make_agent
 from eval.harness import EvalConfig, run_evaluation
-from llm_agent.prompts import build_messages
+from llm_agent.prompts import arrange_observation, build_messages
 from market_env.actions import Order, format_action, parse_action
 from training import sft_data, think
 from training.experts import EXPERTS, Call, Decision, make_expert
@@ -84,7 +84,7 @@ def test_answers_are_the_experts_orders_on_the_replayed_episode(examples):
         while info["date"] != meta["date"]:
             decision = expert.signals(env.market.snapshot()).decision(0, env.names)
             observation, _, _, _, info = env.step(format_action(decision.orders))
-        assert observation == example["messages"][1]["content"]
+        assert arrange_observation(observation) == example["messages"][1]["content"]
         decision = expert.signals(env.market.snapshot()).decision(0, env.names)
         assert parse_action(example["messages"][-1]["content"], env.names).orders == decision.orders
 
@@ -116,7 +116,7 @@ def test_examples_come_from_their_split_and_date(examples):
         meta = example["meta"]
         split = SPLITS[meta["split"]]
         assert split.start <= meta["date"] <= split.end
-        assert f", {meta['date']}." in example["messages"][1]["content"].splitlines()[0]
+        assert f", {meta['date']}." in example["messages"][1]["content"].splitlines()[-1]
     assert {e["meta"]["split"] for e in examples} == {"train", "val"}
 
 
