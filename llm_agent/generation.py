@@ -18,6 +18,7 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -201,6 +202,12 @@ def _generate_transformers(
     chunks = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     gen_config = _hf_generation_config(loaded, config)
     device = loaded.device
+    # Unsloth's fast decoding path manages its own cache
+    run = (
+        loaded.model.generate
+        if loaded.backend == "unsloth"
+        else partial(generate_sharing_prefix, loaded.model)
+    )
     results: dict[int, Completion] = {}
     bar = tqdm(
         total=len(prompts), desc="generate", unit="chat", disable=not config.show_progress or len(chunks) < 2
@@ -210,17 +217,16 @@ def _generate_transformers(
             torch.manual_seed(config.seed)
         for chunk in chunks:
             started = time.perf_counter()
-            rows = [encoded[i] for i in chunk]
-            shared = shared_prefix_length(rows) if loaded.backend == "transformers" else 0
-            input_ids, attention_mask = _pad_after_prefix(rows, shared, tokenizer.pad_token_id, device)
+            input_ids, attention_mask = _pad_after_prefix(
+                [encoded[i] for i in chunk], 0, tokenizer.pad_token_id, device
+            )
             processors = [constraint.logits_processor(chunk, config.max_new_tokens)] if constraint else []
-            output = loaded.model.generate(
+            output = run(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=gen_config,
                 tokenizer=tokenizer if config.stop_strings else None,
                 logits_processor=LogitsProcessorList(processors),
-                **_prefix_cache(loaded.model, input_ids, shared),
             )
             new_tokens = output[:, input_ids.shape[1] :].tolist()
             seconds = (time.perf_counter() - started) / len(chunk)
@@ -249,13 +255,16 @@ def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return n if n >= MIN_SHARED_TOKENS else 0
 
 
-def _pad_after_prefix(rows: list[list[int]], shared: int, pad_id: int, device: str) -> tuple[Any, Any]:
-    """Token rows in one pad-filled tensor: the ``shared`` prefix, padding, then each row's own tokens
-    right-aligned (``shared=0`` is plain left padding). The attention mask marks the real tokens; positions
-    come from its running sum, so every real token keeps the position it has in its unpadded row."""
+def _pad_after_prefix(
+    rows: list[list[int]], shared: int, pad_id: int, device: Any, width: int | None = None
+) -> tuple[Any, Any]:
+    """Token rows in one pad-filled tensor (``width`` columns, default the longest row): the ``shared``
+    prefix, padding, then each row's own tokens right-aligned (``shared=0`` is plain left padding). The
+    attention mask marks the real tokens; positions come from its running sum, so every real token keeps
+    the position it has in its unpadded row."""
     import torch
 
-    width = max(len(row) for row in rows)
+    width = width or max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
@@ -267,18 +276,42 @@ def _pad_after_prefix(rows: list[list[int]], shared: int, pad_id: int, device: s
     return input_ids.to(device), attention_mask.to(device)
 
 
-def _prefix_cache(model: Any, input_ids: Any, shared: int) -> dict[str, Any]:
-    """``past_key_values`` holding the first ``shared`` tokens, computed once for row 0 and repeated for every
-    row (generate then runs only the rest); no keyword when nothing is shared."""
-    if not shared:
-        return {}
+def generate_sharing_prefix(
+    model: Any, input_ids: Any, attention_mask: Any, *, generate: Any = None, **options: Any
+) -> Any:
+    """``model.generate`` (or ``generate``) on left-padded rows, the token prefix that all rows share computed
+    once.
+
+    The rows are laid out again as prefix, padding, own tokens at the same width, so the output has the
+    shape and the completion columns that plain generation gives; greedy tokens are the same (a test checks
+    it). The evaluation's generation and GRPO's (``training.grpo``: a group's completions share their whole
+    prompt, all prompts the system turn) both go through here. Text models only (no per-token extras).
+    """
+    generate = generate or model.generate
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+    shared = shared_prefix_length(rows)
+    prefix = input_ids.new_tensor([rows[0][:shared]])
+    cache = _prefix_cache(model, prefix, len(rows)) if shared else None
+    if cache is None:  # nothing shared, or no cache filled (gradient checkpointing in training mode)
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+    width = input_ids.shape[1]  # a caller may pad beyond the longest row (TRL's pad_to_multiple_of)
+    input_ids, attention_mask = _pad_after_prefix(rows, shared, 0, input_ids.device, width)  # pads are masked
+    return generate(
+        input_ids=input_ids, attention_mask=attention_mask, **{_cache_keyword(model): cache}, **options
+    )
+
+
+def _prefix_cache(model: Any, prefix_ids: Any, n_rows: int) -> Any:
+    """The key/value cache of ``prefix_ids`` (one row), computed once and repeated for ``n_rows`` rows;
+    None if the model filled none."""
     from transformers import DynamicCache
 
-    keyword = _cache_keyword(model)
     cache = DynamicCache(config=model.config)
-    model(input_ids=input_ids[:1, :shared], use_cache=True, **{keyword: cache})
-    cache.batch_repeat_interleave(input_ids.shape[0])
-    return {keyword: cache}
+    model(input_ids=prefix_ids, use_cache=True, **{_cache_keyword(model): cache})
+    if cache.get_seq_length() != prefix_ids.shape[1]:
+        return None
+    cache.batch_repeat_interleave(n_rows)
+    return cache
 
 
 def _cache_keyword(model: Any) -> str:

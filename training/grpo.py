@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,16 @@ def load_policy(config: GRPORunConfig, profile: TrainingProfile) -> tuple[Any, A
     return loaded, model, peft_config
 
 
+def share_prompt_prefix(model: Any) -> None:
+    """Route TRL's ``model.generate`` through ``llm_agent.generation.generate_sharing_prefix``: TRL generates
+    from one left-padded batch that repeats every prompt once per completion, and all of them start with the
+    system turn and table header; that prefix is then computed once per step instead of once per row."""
+    from llm_agent.generation import generate_sharing_prefix
+
+    if not isinstance(model.generate, partial):  # once per model, whatever the rounds
+        model.generate = partial(generate_sharing_prefix, model, generate=model.generate)
+
+
 def _require_vllm(mode: str) -> None:
     from llm_agent.models import MissingDependencyError
     from training.distributed import missing_vllm_message
@@ -312,6 +323,8 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
             )
             if needs_fp32_adapter(profile):  # fp16 GradScaler: TRL cast the LoRA of a 4-bit base to bf16
                 fp32_trainable_parameters(trainer.model)
+            if loaded.backend == "transformers" and not config.use_vllm:
+                share_prompt_prefix(trainer.model)
             trainer.train(resume_from_checkpoint=checkpoint)
             # the next round goes on from this one: same LoRA, optimizer and step count
             model, peft_config, start = trainer.model, None, end

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from training.grpo import GRPOConfigError, main, resume_checkpoint
+from training.grpo import GRPOConfigError, main, resume_checkpoint, share_prompt_prefix
 from training.grpo_monitor import CollapseMonitor, plot_reward_curve
 from training.grpo_prompts import PromptSetConfig, collect_rows
 
@@ -42,34 +42,41 @@ def warm_up_adapter(directory: Path, steps: int = 12) -> Path:
     from llm_agent.generation import format_chat
     from llm_agent.models import load_model
 
-    row = collect_rows(PromptSetConfig(task="easy", episodes=1, stride=20, experts=("rsi",)))[0]
+    rows = collect_rows(PromptSetConfig(task="easy", episodes=1, stride=10, experts=("rsi",)))  # days 1, 11
     loaded = load_model("smollm2-135m", for_training=True)
     torch.manual_seed(0)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     model = get_peft_model(loaded.model, lora)
     tokenizer = loaded.tokenizer
-    prompt = tokenizer(format_chat(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
-    symbol = row["symbols"][0]
+    prompts = [
+        tokenizer(format_chat(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"]
+        for row in rows
+    ]
+    symbol = rows[0]["symbols"][0]
     answers = [
         tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        for text in ("HOLD", f"BUY {symbol} 0.5", f"BUY {symbol} 1")
+        for text in ("HOLD", f"BUY {symbol} 0.5")  # one of each: the first token's target is 50/50
     ]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    tokens = sum(len(answer) for answer in answers)
+    tokens = len(prompts) * sum(len(answer) for answer in answers)
     for _ in range(steps):
         optimizer.zero_grad()
-        with torch.no_grad():
-            cache = model(input_ids=torch.tensor([prompt[:-1]]), use_cache=True).past_key_values
-        for answer in answers:
-            step_cache = copy.deepcopy(cache)  # a forward pass appends to the cache it is given
-            logits = model(
-                input_ids=torch.tensor([[prompt[-1], *answer[:-1]]]),
-                past_key_values=step_cache,
-                use_cache=True,
-            ).logits[0]
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(answer), reduction="sum") / tokens
-            loss.backward()
+        for prompt in prompts:  # two days: the answer format, not one day's text, is what sticks
+            with torch.no_grad():
+                cache = model(input_ids=torch.tensor([prompt[:-1]]), use_cache=True).past_key_values
+            for answer in answers:
+                step_cache = copy.deepcopy(cache)  # a forward pass appends to the cache it is given
+                logits = model(
+                    input_ids=torch.tensor([[prompt[-1], *answer[:-1]]]),
+                    past_key_values=step_cache,
+                    use_cache=True,
+                ).logits[0]
+                loss = (
+                    torch.nn.functional.cross_entropy(logits, torch.tensor(answer), reduction="sum") / tokens
+                )
+                loss.backward()
         optimizer.step()
+    prompt = prompts[0]
     with torch.no_grad():
         first = model(input_ids=torch.tensor([prompt])).logits[0, -1].softmax(-1)
     opens = {text: float(first[answers[i][0]]) for i, text in ((0, "HOLD"), (1, "BUY"))}
@@ -97,7 +104,7 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
 
     out = tmp_path / "grpo"
     args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
-    args += ["--prompts-per-step", "1", "--max-completion-length", "12", "--learning-rate", "1e-3"]
+    args += ["--prompts-per-step", "1", "--max-completion-length", "12", "--learning-rate", "1e-5"]
     args += ["--eval-every", "0", "--save-steps", "1", "--profile", "cpu"]
     assert main([*args, "--max-steps", "1", "--eval-episodes", "0"]) == 0  # no evaluation: a smoke run
     assert (out / "checkpoint-1").is_dir() and not (out / "best").exists()
@@ -164,6 +171,48 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     assert first.to_list() == policy_dataset(config, sizes, loaded, step=3).to_list()
     assert {row["expert"] for row in first} == {"policy"} and len(first) == 2
     assert first[0]["episode"] != policy_dataset(config, sizes, loaded, step=4)[0]["episode"]
+
+
+def test_trls_generate_shares_the_prompt_prefix_with_the_same_completion_columns(adapter):
+    """TRL left-pads prompts (beyond the longest with ``pad_to_multiple_of``), repeats each once per
+    completion and reads completions from the padded width on: the shared-prefix route must give it the same
+    greedy tokens in the same columns, on the PEFT model TRL trains."""
+    import torch
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    from llm_agent.generation import format_chat
+    from llm_agent.models import load_model
+
+    loaded = load_model("smollm2-135m")
+    model, tokenizer = PeftModel.from_pretrained(loaded.model, str(adapter)), loaded.tokenizer
+    rows = collect_rows(PromptSetConfig(task="easy", episodes=2, stride=10, experts=("rsi",)))[:2]
+    prompts = [
+        tokenizer(format_chat(tokenizer, r["prompt"]), add_special_tokens=False)["input_ids"] for r in rows
+    ]
+    prompts = [p for p in prompts for _ in range(2)]  # 2 prompts x 2 completions, as TRL lays out a step
+    width = 8 * math.ceil(max(map(len, prompts)) / 8) + 8
+    input_ids = torch.full((len(prompts), width), tokenizer.pad_token_id)
+    attention_mask = torch.zeros_like(input_ids)
+    for r, ids in enumerate(prompts):
+        input_ids[r, width - len(ids) :], attention_mask[r, width - len(ids) :] = torch.tensor(ids), 1
+    options = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "generation_config": GenerationConfig(
+            max_new_tokens=5,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+    }
+    with torch.no_grad():
+        plain = model.generate(**options)
+        share_prompt_prefix(model)
+        share_prompt_prefix(model)  # a later round's trainer: still one wrapper
+        shared = model.generate(**options)
+    assert model.generate.keywords["generate"].__func__ is type(model).generate
+    assert shared.shape == plain.shape and torch.equal(shared[:, width:], plain[:, width:])
 
 
 def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
