@@ -23,8 +23,8 @@ from eval.agents import make_agent
 from market_env.actions import NUMERIC_DEADZONE
 from market_env.observations import split_observation
 from market_env.versions import ENV_VERSION
-from training import ppo
-from training.ppo_policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
+from training.ppo import trainer as ppo
+from training.ppo.policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
 
 TINY = {"n_envs": 4, "n_steps": 40, "batch_size": 80, "n_epochs": 2, "hidden": 16, "eval_episodes": 4}
 
@@ -364,7 +364,7 @@ KILL_LOOP = """
 import json, os, random, signal, sys, time, zipfile
 from pathlib import Path
 from stable_baselines3 import PPO
-from training import ppo
+from training.ppo import trainer as ppo
 source, out, kills = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 model = PPO.load(source / "model.zip", device="cpu")
 normalizer, config = ppo.load_agent(source).normalizer, ppo.PPOConfig(task="medium")
