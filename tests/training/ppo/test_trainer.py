@@ -148,6 +148,28 @@ def test_save_load_round_trip_gives_identical_actions(medium_model, tmp_path):
     np.testing.assert_array_equal(ppo.load_agent(out).act(obs), ppo.load_agent(copy).act(obs))
 
 
+def test_a_checkpoint_saved_before_the_layout_move_still_loads(medium_model, tmp_path):
+    """Runs saved before issue 16 name the pickled policy class ``training.ppo_policy.StockPolicy``."""
+    import base64
+    import zipfile
+
+    old = tmp_path / "old"
+    shutil.copytree(medium_model[0] / "best", old)
+    with zipfile.ZipFile(old / "model.zip") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(files["data"])
+    pickled = base64.b64decode(data["policy_class"][":serialized:"])
+    assert b"training.ppo.policy" in pickled  # same length as the old name: the pickle stays well formed
+    renamed = pickled.replace(b"training.ppo.policy", b"training.ppo_policy")
+    data["policy_class"][":serialized:"] = base64.b64encode(renamed).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(old / "model.zip", "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    obs = observations("medium")
+    np.testing.assert_array_equal(ppo.load_agent(old).act(obs), ppo.load_agent(medium_model[0]).act(obs))
+
+
 def test_model_trained_on_ten_stocks_acts_on_twenty_five(medium_model):
     agent = make_agent(f"ppo:{medium_model[0]}")
     actions = agent.act(observations("hard"))
