@@ -59,7 +59,7 @@ def step_timer() -> Any:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from training.grpo import GRPORunConfig, train
+    from training.grpo.trainer import GRPORunConfig, train
 
     torch.set_num_threads(args.threads)
     timer = step_timer()

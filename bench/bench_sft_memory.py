@@ -113,7 +113,7 @@ def instrument_load(sft: Any, sampler: RssSampler) -> None:
 def run(train_sft_args: Sequence[str]) -> dict[str, Any]:
     """Run ``train-sft`` in this process with the phase marks; returns the phase table and the peaks."""
     sampler = RssSampler()
-    from training import sft
+    from training.sft import trainer as sft
 
     sampler.mark("imports")
     instrument_load(sft, sampler)

@@ -6,7 +6,7 @@ Run: ``python bench/grpo_curves.py runs/grpo-edge-A runs/grpo-edge-B --out docs/
 The top row is each run's mean reward per step with +- one std of its completions (designs may reward on
 different scales: the episode score, or a score difference against HOLD, so each run has its own panel);
 the bottom row is the share of completions that hold, buy, sell or are invalid (``env/*_share``, logged by
-``training.rewards.EnvScoreReward``; an answer may both buy and sell).
+``training.grpo.rewards.EnvScoreReward``; an answer may both buy and sell).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ Calibration (env 3.0.0, easy task, val split, 400 paired episodes, ``edge`` 0.02
 mean scores on seed 0: momentum 0.624, hold 0.500, buy-and-hold 0.499, random 0.495, RSI 0.487.
 Reproduce: ``OMP_NUM_THREADS=1 python -m data.synthetic --calibrate`` (``--data synthetic:edge:seed=1``).
 Seeds 1 and 2: momentum - buy-and-hold = +0.116 and +0.121; random - buy-and-hold = +0.003 and +0.005
-(within noise: both have zero expected P&L; random pays more costs); the trend expert (training.experts)
+(within noise: both have zero expected P&L; random pays more costs); the trend expert (training.sft.experts)
 +0.04 to +0.05 over buy-and-hold; RSI -0.01 to -0.02.
 """
 

@@ -197,7 +197,7 @@ RULE_AGENTS: dict[str, Callable[[], Agent]] = {
 }
 # Prefix and alias resolvers added by other packages (PPO, LLM), imported only when their name is asked for.
 PREFIX_RESOLVERS: dict[str, Callable[[str, dict], Agent]] = {}
-_LAZY_PREFIXES = {"ppo:": "training.ppo", "llm:": "llm_agent.policy"}
+_LAZY_PREFIXES = {"ppo:": "training.ppo.trainer", "llm:": "llm_agent.policy"}
 _LLM_ALIASES = ("smollm2-135m", "qwen-0.5b", "deepseek-7b")
 
 

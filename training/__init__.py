@@ -1,6 +1,14 @@
-"""Training the LLM trading agent: expert rollouts and SFT data, LoRA/QLoRA SFT, GRPO on the environment's
-score (and PPO on numeric observations).
+"""Training the LLM trading agent, one subpackage per stage:
 
-Console scripts: ``make-sft-data``, ``train-sft``, ``train-grpo``, ``train-ppo``. Each module imports its
-heavy libraries (torch, transformers, trl, peft) inside ``main``, so importing the package is cheap.
+- ``training.sft``: expert rollouts and SFT data (``sft.data``, ``make-sft-data``; ``sft.experts``,
+  ``sft.think``), then LoRA/QLoRA SFT (``sft.trainer``, ``train-sft``);
+- ``training.grpo``: GRPO on the environment's score (``grpo.trainer``, ``train-grpo``; ``grpo.prompts``,
+  ``grpo.rewards``, ``grpo.monitor``, ``grpo.outputs``);
+- ``training.ppo``: PPO on numeric observations, the classic-RL baseline (``ppo.trainer``, ``train-ppo``;
+  ``ppo.policy``).
+
+Shared by the stages: ``profiles`` (hardware profiles), ``distributed`` (multi-GPU bookkeeping) and
+``accelerate_configs/``. ``python -m training.sft`` (``.grpo``, ``.ppo``) runs the stage's trainer. Each
+module imports its heavy libraries (torch, transformers, trl, peft) inside ``main``, so importing the
+package is cheap.
 """

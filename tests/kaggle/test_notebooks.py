@@ -341,7 +341,7 @@ def planted(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
             new_md("## Train\n\nAbout a minute."),
             new_code(
                 "from pathlib import Path\n\nfrom IPython.display import Image, display\n\n"
-                "from eval import tracking\nfrom training import sft\n\n"
+                "from eval import tracking\nfrom training.sft import trainer as sft\n\n"
                 'assert sft.main(["--model", MODEL, "--max-steps", str(STEPS)]) == 0\n'
                 'display(Image(filename=f"{MODEL}/curve.png"))\ndisplay(tracking.load_runs())'
             ),
@@ -462,7 +462,7 @@ def test_a_failing_cell_fails_the_run(tmp_path):
 
     # train-sft returns 2 (a clear error, no traceback) when its data directory is missing
     nb = planted(*step('assert sft.main(["--data", f"{MODEL}/missing"]) == 0'))
-    nb.cells[6].source = "from training import sft"  # the planted training step would run too
+    nb.cells[6].source = "from training.sft import trainer as sft"  # the planted training step would run too
     with pytest.raises(CellExecutionError, match="AssertionError"):
         run(nb, tmp_path, "failing.ipynb")
     executed = nbformat.read(tmp_path / "failing.ipynb", as_version=4)

@@ -14,7 +14,7 @@ import pytest
 
 from llm_agent.generation import format_chat
 from llm_agent.prompts import build_messages, fit_chat, fit_completion, fit_prompts, template_opens_think
-from training.sft import tokenize_chat
+from training.sft.trainer import tokenize_chat
 
 R1_LIKE_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}{% endif %}"

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import trl
 
-from training import grpo, sft
+from training.grpo import trainer as grpo
 from training.profiles import PROFILES, cpu_evaluate_estimate
+from training.sft import trainer as sft
 
 REPO = Path(__file__).resolve().parents[2]
 # SFTConfig / GRPOConfig field names of the oldest supported stack, recorded under it with

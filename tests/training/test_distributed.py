@@ -19,7 +19,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from training import distributed, grpo, sft
+from training import distributed
 from training.distributed import (
     accelerate_config,
     accelerate_configs,
@@ -29,7 +29,9 @@ from training.distributed import (
     process_index,
     world_size,
 )
+from training.grpo import trainer as grpo
 from training.profiles import PROFILES
+from training.sft import trainer as sft
 
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).with_name("accelerate")

@@ -46,7 +46,7 @@ import market_env
 from data.synthetic import resolve_data
 from market_env.actions import BUY, SELL, parse_action
 from market_env.versions import get_version
-from training.grpo_prompts import state_from_json, state_hash
+from training.grpo.prompts import state_from_json, state_hash
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def group_advantages(rewards: Sequence[float], group_size: int, scale_rewards: s
 class EnvScoreReward:
     """TRL reward function ``(prompts, completions, **columns) -> list[float]`` scored by the environment.
 
-    Needs the dataset columns ``state`` and ``state_hash`` (from :mod:`training.grpo_prompts`), which TRL
+    Needs the dataset columns ``state`` and ``state_hash`` (from :mod:`training.grpo.prompts`), which TRL
     passes as keyword arguments. ``last_stats`` holds the latest call's :class:`RewardStats`.
     """
 

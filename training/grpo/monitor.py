@@ -20,7 +20,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from training.grpo_outputs import BEST_DIR, VAL_HISTORY, save_adapter
+from training.grpo.outputs import BEST_DIR, VAL_HISTORY, save_adapter
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """train-grpo's guards: no ``best/`` from a policy that never wrote a valid action, a warning when a short run
 had no learning signal, vLLM with a 4-bit base refused, and the next command with its duration (issue 17
-finding 4, issue 20 item 7). The trainer itself is exercised by tests/training/test_grpo.py."""
+finding 4, issue 20 item 7). The trainer itself is exercised by tests/training/grpo/test_trainer.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from training import grpo
-from training.grpo_monitor import CollapseMonitor, ValSelector, all_invalid
+from training.grpo import trainer as grpo
+from training.grpo.monitor import CollapseMonitor, ValSelector, all_invalid
 from training.profiles import PROFILES
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from training.grpo import GRPOConfigError, main, resume_checkpoint, share_prompt_prefix
-from training.grpo_monitor import CollapseMonitor, plot_reward_curve
-from training.grpo_prompts import PromptSetConfig, collect_rows
+from training.grpo.monitor import CollapseMonitor, plot_reward_curve
+from training.grpo.prompts import PromptSetConfig, collect_rows
+from training.grpo.trainer import GRPOConfigError, main, resume_checkpoint, share_prompt_prefix
 
 # One prompt: decision 0 of train episode 0 (seed 0), reached by the RSI agent.
 PROMPT_ARGS = ["--prompt-episodes", "1", "--prompt-stride", "20", "--experts", "rsi", "--task", "easy"]
@@ -162,7 +162,7 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     from dataclasses import replace
 
     from llm_agent.models import load_model
-    from training.grpo import GRPO_SIZES, GRPORunConfig, policy_dataset
+    from training.grpo.trainer import GRPO_SIZES, GRPORunConfig, policy_dataset
 
     loaded = load_model(f"llm:smollm2-135m@{adapter}")
     config = GRPORunConfig(policy_episodes=1, prompt_stride=10)
@@ -216,7 +216,7 @@ def test_trls_generate_shares_the_prompt_prefix_with_the_same_completion_columns
 
 
 def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
-    from training.grpo import GRPO_SIZES, GRPORunConfig, grpo_config
+    from training.grpo.trainer import GRPO_SIZES, GRPORunConfig, grpo_config
     from training.profiles import get_profile
 
     profile = get_profile("cpu")
@@ -239,13 +239,13 @@ def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
     ],
 )
 def test_round_ends(start, max_steps, every, ends):
-    from training.grpo import round_ends
+    from training.grpo.trainer import round_ends
 
     assert round_ends(start, max_steps, every) == ends
 
 
 def test_checkpoint_step():
-    from training.grpo import checkpoint_step
+    from training.grpo.trainer import checkpoint_step
 
     assert (checkpoint_step(None), checkpoint_step("runs/x/checkpoint-25")) == (0, 25)
 
@@ -290,7 +290,7 @@ def test_resume_needs_a_checkpoint_and_a_fresh_run_never_overwrites_one(tmp_path
     with pytest.raises(GRPOConfigError, match=r"no (complete )?checkpoint"):
         resume_checkpoint(tmp_path, resume=True)
     assert resume_checkpoint(tmp_path, resume=False) is None
-    from training.sft import ADAPTER_WEIGHTS, CHECKPOINT_FILES
+    from training.sft.trainer import ADAPTER_WEIGHTS, CHECKPOINT_FILES
 
     (tmp_path / "checkpoint-3").mkdir()
     for name in (*CHECKPOINT_FILES, ADAPTER_WEIGHTS[0]):  # what a finished save leaves
@@ -332,8 +332,8 @@ def test_help_lists_the_options(capsys):
 
 
 def test_a_resumed_run_remembers_the_best_val_score(tmp_path):
-    from training.grpo import GRPO_SIZES, VAL_HISTORY, GRPORunConfig
-    from training.grpo_monitor import ValSelector
+    from training.grpo.monitor import ValSelector
+    from training.grpo.trainer import GRPO_SIZES, VAL_HISTORY, GRPORunConfig
 
     history = [{"step": s, "score": v, "invalid_rate": 0.1} for s, v in ((10, 0.52), (20, 0.55), (30, 0.51))]
     (tmp_path / VAL_HISTORY).write_text(json.dumps(history))
@@ -348,8 +348,14 @@ def test_the_trainer_and_its_monitor_do_not_import_each_other():
     from pathlib import Path
 
     def imported(module: str) -> set[str]:
-        tree = ast.parse(Path(f"training/{module}.py").read_text())
-        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        tree = ast.parse(Path(f"training/grpo/{module}.py").read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:  # `from training.grpo import trainer` too
+                names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+        return names
 
-    assert "training.grpo" not in imported("grpo_monitor")
-    assert not {"training.grpo", "training.grpo_monitor"} & imported("grpo_outputs")
+    assert "training.grpo.trainer" not in imported("monitor")
+    assert not {"training.grpo.trainer", "training.grpo.monitor"} & imported("outputs")

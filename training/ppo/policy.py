@@ -17,6 +17,7 @@ trained on 10 stocks acts on 25. One log-std is shared by every stock for the sa
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import Any
 
@@ -33,6 +34,10 @@ from torch import nn
 
 from market_env.batch import BatchMarketEnv
 from market_env.observations import GLOBAL_FEATURES, MARKET_FEATURES, STOCK_FEATURES
+
+# SB3 pickles the policy class by its import path into model.zip: runs saved before this module moved name
+# ``training.ppo_policy.StockPolicy``. Every loader here imports this module first, so the old name resolves.
+sys.modules.setdefault("training.ppo_policy", sys.modules[__name__])
 
 N_MARKET, N_STOCK, N_GLOBAL = len(MARKET_FEATURES), len(STOCK_FEATURES), len(GLOBAL_FEATURES)
 ROW_SIZE = N_STOCK + N_GLOBAL  # what the shared encoder reads per stock

@@ -3,7 +3,7 @@
 Every value a trace mentions is copied from the observation's table cell for that stock (``table_cells``
 reads the rows ``market_env.observations`` rendered), so it appears in the prompt exactly as printed: RSI
 as an integer, changes, trend and %B with one decimal and no '+', the position's P&L as ``+3.2%``. The
-sentence is picked by the rule that fired (``training.experts.Call.rule``), so a trace never contradicts
+sentence is picked by the rule that fired (``training.sft.experts.Call.rule``), so a trace never contradicts
 the action lines after it: a BUY sentence says buying, a SELL sentence selling, and HOLD sentences use
 neither word. Wording varies through several templates per rule, drawn from a seeded generator.
 
@@ -17,14 +17,14 @@ import numpy as np
 
 from market_env.actions import format_action
 from market_env.observations import TABLE_HEADER
-from training.experts import BUY, Call, Decision
+from training.sft.experts import BUY, Call, Decision
 
 # Short names for the table's columns, in TABLE_HEADER order.
 COLUMNS = ("symbol", "close", "day", "5d", "rsi", "macd", "pct_b", "trend", "atr", "mom20", "volume",
            "position")  # fmt: skip
 if len(COLUMNS) != len(TABLE_HEADER.split("|")):  # pragma: no cover - fails at import if the table changes
     raise ImportError(
-        f"training.think expects {len(COLUMNS)} table columns, the observation has {TABLE_HEADER!r}"
+        f"training.sft.think expects {len(COLUMNS)} table columns, the observation has {TABLE_HEADER!r}"
     )
 
 # Templates by rule; "@one" variants are for the single-stock task, "@many" for portfolios (default: both).

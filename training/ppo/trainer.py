@@ -1,7 +1,7 @@
 """``train-ppo`` and the ``ppo:<path>`` agent: the classic-RL baseline on numeric observations.
 
 Stable-Baselines3 PPO on the train split, many episodes stepping together in one ``BatchMarketEnv``, with the
-permutation-equivariant per-stock policy of ``training.ppo_policy`` (one model serves any number of stocks).
+permutation-equivariant per-stock policy of ``training.ppo.policy`` (one model serves any number of stocks).
 Observations are normalised with per-feature statistics shared across stocks; rewards (the step change in
 the episode's score-to-date, so undiscounted they add up to the final score) are scaled by SB3's
 ``VecNormalize``. Every ``eval_every`` steps the policy plays ``eval_episodes`` val-split episodes through
@@ -118,8 +118,8 @@ class PPOAgent:
     """The eval Agent protocol over a ``StockPolicy``: deterministic actions for any number of stocks."""
 
     name: str
-    policy: Any  # training.ppo_policy.StockPolicy
-    normalizer: Any  # training.ppo_policy.SharedNormalizer, frozen
+    policy: Any  # training.ppo.policy.StockPolicy
+    normalizer: Any  # training.ppo.policy.SharedNormalizer, frozen
     path: str = ""
     obs_mode: str = "numeric"
     meta: dict = field(default_factory=dict, repr=False)
@@ -163,7 +163,7 @@ def load_agent(path: str | Path, name: str | None = None) -> PPOAgent:
     """A ``PPOAgent`` from a train-ppo checkpoint (see :func:`checkpoint_dir`)."""
     from stable_baselines3 import PPO
 
-    from training.ppo_policy import SharedNormalizer, StockPolicy
+    from training.ppo.policy import SharedNormalizer, StockPolicy
 
     directory = checkpoint_dir(path)
     try:
@@ -367,7 +367,7 @@ def build_model(config: PPOConfig, resume_from: Path | None = None) -> tuple[Any
     from stable_baselines3.common.vec_env import VecNormalize
 
     import market_env
-    from training.ppo_policy import MarketVecEnv, SharedNormalizer, StockPolicy
+    from training.ppo.policy import MarketVecEnv, SharedNormalizer, StockPolicy
 
     th.set_num_threads(config.torch_threads)
     done = int(json.loads((resume_from / META_FILE).read_text())["timesteps"]) if resume_from else 0
@@ -547,7 +547,7 @@ def _train(config: PPOConfig, output_dir: Path, progress: bool, run: Any, last: 
     from stable_baselines3.common.logger import Logger
 
     from eval import tracking
-    from training.ppo_policy import MLflowWriter
+    from training.ppo.policy import MLflowWriter
 
     model, batch, normalizer = build_model(config, resume_from=last)
     market = batch.market

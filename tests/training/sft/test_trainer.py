@@ -25,10 +25,10 @@ from eval.harness import numeric_to_text
 from llm_agent.generation import GenerationConfig, generate
 from llm_agent.models import Hardware, load_model, parse_model_spec
 from llm_agent.prompts import build_messages
-from training import sft
 from training.profiles import PROFILES, cpu_has_fast_bf16, get_profile, profile_for
+from training.sft import trainer as sft
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------------------------------------- real data

@@ -5,7 +5,7 @@ rendered from: indicators up to the decision close, shares, average cost, close)
 cannot see the future. ``expert.signals(snapshot)`` returns :class:`Signals`, (B, K) arrays saying which
 stocks to buy, which exit rule fired for which holding, and why a would-be entry was blocked;
 ``signals.decision(i, names)`` turns episode ``i`` into orders plus the :class:`Call` behind each one,
-which is what ``training.think`` writes the ``<think>`` trace from.
+which is what ``training.sft.think`` writes the ``<think>`` trace from.
 
 The rules (every fraction is rounded to the 4 decimals ``format_action`` prints, so the text answer parses
 back to exactly these orders):
@@ -39,7 +39,7 @@ HOLD = "HOLD"
 class Call:
     """One stock's part in a decision: a trade and the rule that fired, or why it is left alone.
 
-    ``rule`` names the situation for ``training.think``: an entry rule (``oversold``, ``trend_up``,
+    ``rule`` names the situation for ``training.sft.think``: an entry rule (``oversold``, ``trend_up``,
     ``lower_band``), an exit rule (``overbought``, ``stop_loss``, ``trend_down``, ``macd_down``,
     ``upper_band``), or for a HOLD call ``blocked_<filter>`` (the entry fired but a filter stopped it),
     ``held`` (a position with no exit) or ``no_signal`` (the stock nearest to an entry, which is not one).

@@ -18,8 +18,9 @@ from eval.agents import make_agent
 from eval.harness import EvalConfig, run_evaluation
 from llm_agent.prompts import arrange_observation, build_messages
 from market_env.actions import Order, format_action, parse_action
-from training import sft_data, think
-from training.experts import EXPERTS, Call, Decision, make_expert
+from training.sft import data as sft_data
+from training.sft import think
+from training.sft.experts import EXPERTS, Call, Decision, make_expert
 
 # the blended set of the three experts (--mix), with a small score table
 SMALL = ["--easy", "60", "--portfolio", "50", "--val-examples", "30", "--no-progress", "--mix"]

@@ -13,7 +13,7 @@ import market_env
 from data import build_panel, load_prices
 from eval.agents import RSIAgent, feature
 from market_env.actions import format_action, numeric_to_fractions, parse_action
-from training.experts import EXPERTS, BollingerExpert, Signals, TrendExpert, make_expert
+from training.sft.experts import EXPERTS, BollingerExpert, Signals, TrendExpert, make_expert
 
 
 def _steps(task: str, n_envs: int, expert, n_steps: int):

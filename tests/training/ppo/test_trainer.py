@@ -23,8 +23,8 @@ from eval.agents import make_agent
 from market_env.actions import NUMERIC_DEADZONE
 from market_env.observations import split_observation
 from market_env.versions import ENV_VERSION
-from training import ppo
-from training.ppo_policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
+from training.ppo import trainer as ppo
+from training.ppo.policy import MarketVecEnv, SharedNormalizer, n_stocks_of, stock_rows
 
 TINY = {"n_envs": 4, "n_steps": 40, "batch_size": 80, "n_epochs": 2, "hidden": 16, "eval_episodes": 4}
 
@@ -146,6 +146,28 @@ def test_save_load_round_trip_gives_identical_actions(medium_model, tmp_path):
     shutil.copytree(out / "best", copy)
     obs = observations("medium")
     np.testing.assert_array_equal(ppo.load_agent(out).act(obs), ppo.load_agent(copy).act(obs))
+
+
+def test_a_checkpoint_saved_before_the_layout_move_still_loads(medium_model, tmp_path):
+    """Runs saved before issue 16 name the pickled policy class ``training.ppo_policy.StockPolicy``."""
+    import base64
+    import zipfile
+
+    old = tmp_path / "old"
+    shutil.copytree(medium_model[0] / "best", old)
+    with zipfile.ZipFile(old / "model.zip") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(files["data"])
+    pickled = base64.b64decode(data["policy_class"][":serialized:"])
+    assert b"training.ppo.policy" in pickled  # same length as the old name: the pickle stays well formed
+    renamed = pickled.replace(b"training.ppo.policy", b"training.ppo_policy")
+    data["policy_class"][":serialized:"] = base64.b64encode(renamed).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(old / "model.zip", "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    obs = observations("medium")
+    np.testing.assert_array_equal(ppo.load_agent(old).act(obs), ppo.load_agent(medium_model[0]).act(obs))
 
 
 def test_model_trained_on_ten_stocks_acts_on_twenty_five(medium_model):
@@ -364,7 +386,7 @@ KILL_LOOP = """
 import json, os, random, signal, sys, time, zipfile
 from pathlib import Path
 from stable_baselines3 import PPO
-from training import ppo
+from training.ppo import trainer as ppo
 source, out, kills = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 model = PPO.load(source / "model.zip", device="cpu")
 normalizer, config = ppo.load_agent(source).normalizer, ppo.PPOConfig(task="medium")

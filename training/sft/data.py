@@ -1,9 +1,9 @@
 """``make-sft-data``: expert rollouts on the train split -> chat SFT examples with grounded ``<think>``.
 
-Each expert of ``training.experts`` plays batches of episodes (``market_env.make_batch``, text mode, slot i
-seeded ``episode_seed``); every decision is a candidate example: the prompt is
+Each expert of ``training.sft.experts`` plays batches of episodes (``market_env.make_batch``, text mode,
+slot i seeded ``episode_seed``); every decision is a candidate example: the prompt is
 ``llm_agent.prompts.build_messages(observation, task, think=True)`` (what the LLM agent sees), the answer is
-``<think>trace</think>`` plus the expert's action lines (``training.think``).
+``<think>trace</think>`` plus the expert's action lines (``training.sft.think``).
 
 Selection, per task:
 
@@ -100,7 +100,7 @@ class Rollout:
     names: list[tuple[str, ...]]
     observations: list[list[str]] = field(default_factory=list)  # [step][episode]
     days: list[np.ndarray] = field(default_factory=list)  # [step] (B,) calendar index of the decision close
-    signals: list[Any] = field(default_factory=list)  # [step] training.experts.Signals
+    signals: list[Any] = field(default_factory=list)  # [step] training.sft.experts.Signals
     trades: list[np.ndarray] = field(default_factory=list)  # [step] (B,) whether the episode trades
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hold_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -205,7 +205,7 @@ def collect_task(
 ) -> tuple[list[dict], dict[str, Any]]:
     """The examples of one task and split, and what it took (episodes played and kept per expert)."""
     import market_env
-    from training.experts import make_expert
+    from training.sft.experts import make_expert
 
     task_index, split_index = TASKS.index(task), SPLITS.index(split)
     round_size = min(
@@ -277,7 +277,7 @@ def _example(
 ) -> dict:
     from llm_agent.prompts import build_messages
     from market_env.actions import format_action
-    from training.think import assistant_message
+    from training.sft.think import assistant_message
 
     r, step, i = where
     rollout, market = pool.rollouts[r], pool.env.market
@@ -304,7 +304,7 @@ def expert_report(config: SFTDataConfig, split: str = "val") -> dict[str, dict[s
     import market_env
     from eval.agents import BuyAndHoldAgent
     from eval.harness import numeric_to_text
-    from training.experts import make_expert
+    from training.sft.experts import make_expert
 
     report: dict[str, dict[str, dict[str, float]]] = {}
     n, seed = config.report_episodes, 7_000_000 + config.seed
@@ -529,7 +529,7 @@ def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
     natural = args.max_hold_share is None
     if not 0.0 <= args.medium_share <= 1.0 or not (natural or 0.0 <= args.max_hold_share < 1.0):
         raise SystemExit("make-sft-data: --medium-share must be in [0, 1] and --max-hold-share in [0, 1)")
-    from training.experts import EXPERTS
+    from training.sft.experts import EXPERTS
 
     unknown = [name for name in args.experts if name not in EXPERTS]
     if unknown:
@@ -550,7 +550,7 @@ def build(config: SFTDataConfig, out: Path, progress: bool = True) -> dict[str, 
 
     from eval.tracking import write_meta
     from market_env.versions import get_version
-    from training.experts import EXPERTS
+    from training.sft.experts import EXPERTS
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

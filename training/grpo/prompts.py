@@ -10,7 +10,7 @@ episode:
 - ``state``: the :class:`~market_env.simulator.EpisodeState` the observation was rendered from (portfolio
   included), as canonical JSON, so the reward can fork the episode exactly at that decision;
 - ``state_hash``: sha256 of the canonical JSON of (state, task, env version): every completion of a GRPO
-  group must carry the same hash (``training.rewards`` checks it);
+  group must carry the same hash (``training.grpo.rewards`` checks it);
 - ``action``: the text action the reaching policy took at this decision, and ``continuation``: the JSON list
   of the ones it took after it, to the end of the episode (the ``recorded`` continuation of the reward
   replays them: the policy's own future, not a fixed rule's);

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import market_env
 from eval.agents import RSIAgent
 from eval.harness import numeric_to_text
-from training.grpo_prompts import (
+from training.grpo.prompts import (
     PromptSetConfig,
     build_prompt_dataset,
     collect_rows,
@@ -20,7 +20,7 @@ from training.grpo_prompts import (
     state_hash,
     state_to_json,
 )
-from training.rewards import (
+from training.grpo.rewards import (
     EnvScoreReward,
     GroupMismatchError,
     RewardConfig,

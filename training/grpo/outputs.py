@@ -1,7 +1,7 @@
 """Where a GRPO run writes its adapters and val history.
 
-Its own module so that the trainer (``training.grpo``) and its monitor (``training.grpo_monitor``) both
-import it and neither imports the other.
+Its own module so that the trainer (``training.grpo.trainer``) and its monitor (``training.grpo.monitor``)
+both import it and neither imports the other.
 """
 
 from __future__ import annotations

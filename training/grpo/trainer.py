@@ -4,10 +4,10 @@ train-grpo --adapter runs/sft-easy/adapter --task easy --max-steps 120 --output-
 train-grpo ... --resume                              # continue a stopped run (the step count continues)
 train-grpo --model deepseek-7b --profile t4 --load-in-4bit --max-steps 300 --output-dir runs/grpo-7b
 
-Prompts: states of train-split episodes (``training.grpo_prompts``). Reward: the completion's action applied
-at its state, the episode finished by a fixed continuation, scored by the env's grader (``training.rewards``).
-The policy is a LoRA adapter: a new one on the base model, or the SFT adapter given by ``--adapter``, trained
-further (TRL keeps a frozen copy of it as the KL reference).
+Prompts: states of train-split episodes (``training.grpo.prompts``). Reward: the completion's action
+applied at its state, the episode finished by a fixed continuation, scored by the env's grader
+(``training.grpo.rewards``). The policy is a LoRA adapter: a new one on the base model, or the SFT adapter
+given by ``--adapter``, trained further (TRL keeps a frozen copy of it as the KL reference).
 
 Output directory: ``checkpoint-N`` every ``--save-steps`` (adapter, optimizer, scheduler, RNG: what
 ``--resume`` needs); ``best/``: the adapter with the best mean score on val episodes (evaluated every
@@ -36,8 +36,9 @@ from market_env.versions import ENV_VERSIONS
 from training.distributed import VLLM_MODES, vllm_config_kwargs
 
 # where a run's adapters and val history go: one module the trainer and its monitor both import
-from training.grpo_outputs import BEST_DIR, FINAL_DIR, save_adapter
-from training.grpo_outputs import VAL_HISTORY as VAL_HISTORY  # re-exported for callers of training.grpo
+from training.grpo.outputs import BEST_DIR, FINAL_DIR, save_adapter
+from training.grpo.outputs import VAL_HISTORY as VAL_HISTORY  # re-exported for callers of this module
+from training.grpo.rewards import BASELINES, CONTINUATIONS, SCALE_REWARDS
 from training.profiles import (
     PROFILES,
     TrainingProfile,
@@ -46,7 +47,6 @@ from training.profiles import (
     quiet_checkpointing_alias,
     set_lm_head_tiles,
 )
-from training.rewards import BASELINES, CONTINUATIONS, SCALE_REWARDS
 
 GRPO_EXPERIMENT = "nifty-rl-grpo"
 
@@ -152,7 +152,7 @@ class GRPORunConfig:
 def load_policy(config: GRPORunConfig, profile: TrainingProfile) -> tuple[Any, Any, Any]:
     """(loaded model, trainable model, peft_config for the trainer): the SFT adapter or a new LoRA."""
     from llm_agent.models import detect_hardware, load_model, parse_model_spec
-    from training.sft import trainable_model
+    from training.sft.trainer import trainable_model
 
     if config.use_vllm and profile.load_in_4bit:  # refused on any machine, before anything is loaded
         raise GRPOConfigError(VLLM_4BIT_REFUSAL)
@@ -217,7 +217,7 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
         bf16=profile.bf16_autocast(on_gpu),
         use_cpu=not on_gpu,  # transformers accepts bf16 without a GPU only when told it runs on the CPU
         fp16=profile.dtype == "float16",  # T4: no bf16
-        # the old name: the Kaggle stack's transformers<=5.17 has no `activation_checkpointing` (training.sft)
+        # the old name: the Kaggle stack's transformers<=5.17 has no `activation_checkpointing` (sft.trainer)
         gradient_checkpointing=profile.gradient_checkpointing,  # TRL would default it on, also on CPU
         gradient_checkpointing_kwargs={"use_reentrant": False},
         **vllm_config_kwargs(
@@ -240,7 +240,7 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
 
 def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
     """The newest complete checkpoint for ``--resume``; a fresh run refuses to overwrite one."""
-    from training.sft import find_resume_checkpoint
+    from training.sft.trainer import find_resume_checkpoint
 
     return find_resume_checkpoint(output_dir, resume, GRPOConfigError)
 
@@ -271,10 +271,10 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     from llm_agent.prompts import fit_prompts
     from training.distributed import main_process_mlflow as mlflow  # accelerate: log from rank 0 only
     from training.distributed import main_process_run, write_meta
-    from training.grpo_monitor import CollapseMonitor, ValSelector, plot_reward_curve
-    from training.grpo_prompts import PromptSetConfig, build_prompt_dataset
-    from training.rewards import EnvScoreReward, RewardConfig
-    from training.sft import fp32_trainable_parameters, needs_fp32_adapter
+    from training.grpo.monitor import CollapseMonitor, ValSelector, plot_reward_curve
+    from training.grpo.prompts import PromptSetConfig, build_prompt_dataset
+    from training.grpo.rewards import EnvScoreReward, RewardConfig
+    from training.sft.trainer import fp32_trainable_parameters, needs_fp32_adapter
 
     if config.policy_every > 0:  # every round ends on a checkpoint, which the next round resumes from
         config = replace(config, save_steps=math.gcd(config.save_steps, config.policy_every))
@@ -365,8 +365,8 @@ def policy_dataset(config: GRPORunConfig, sizes: GRPOSizes, loaded: Any, step: i
     The episodes are new at every refresh (seeds ``seed + 1_000_003 + step * policy_episodes`` onwards),
     and the same weights, seed and step give the same rows: generation is seeded per decision day.
     """
-    from training.grpo_monitor import PolicyAgent
-    from training.grpo_prompts import POLICY, PromptSetConfig, build_prompt_dataset
+    from training.grpo.monitor import PolicyAgent
+    from training.grpo.prompts import POLICY, PromptSetConfig, build_prompt_dataset
 
     first = config.seed + 1_000_003 + step * config.policy_episodes
     prompts = PromptSetConfig(config.task, config.policy_episodes, first, (POLICY,), config.prompt_stride,

@@ -1,0 +1,7 @@
+"""``python -m training.ppo``: ``train-ppo``."""
+
+import sys
+
+from training.ppo.trainer import main
+
+sys.exit(main())
