@@ -1,4 +1,4 @@
-"""``train-grpo``: GRPO on the environment's composite score, with TRL's GRPOTrainer and a LoRA adapter.
+"""``train-grpo``: GRPO on the environment's score, with TRL's GRPOTrainer and a LoRA adapter.
 
 train-grpo --adapter runs/sft-easy/adapter --task easy --max-steps 120 --output-dir runs/grpo-easy
 train-grpo ... --resume                              # continue a stopped run (the step count continues)
@@ -7,7 +7,8 @@ train-grpo --model deepseek-7b --profile t4 --load-in-4bit --max-steps 300 --out
 Prompts: states of train-split episodes (``training.grpo.prompts``). Reward: the completion's action
 applied at its state, the episode finished by a fixed continuation, scored by the env's grader
 (``training.grpo.rewards``). The policy is a LoRA adapter: a new one on the base model, or the SFT adapter
-given by ``--adapter``, trained further (TRL keeps a frozen copy of it as the KL reference).
+given by ``--adapter``, trained further (with ``--beta`` > 0 TRL keeps a frozen copy of it as the KL
+reference; the default, 0, needs none).
 
 Output directory: ``checkpoint-N`` every ``--save-steps`` (adapter, optimizer, scheduler, RNG: what
 ``--resume`` needs); ``best/``: the adapter with the best mean score on val episodes (evaluated every
