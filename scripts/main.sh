@@ -5,7 +5,7 @@
 #  2. the lab's controls on synthetic markets (data/synthetic.py): on the martingale market nothing can beat
 #     cash, on the edge market the rule that knows the planted edge (momentum) must win;
 #  3. the LLM side: SmolLM2-135M zero-shot, decoding only the action grammar, on 16 edge-market episodes
-#     beside the rule that knows the edge (about 2 minutes on 2 cores);
+#     beside the rule that knows the edge (about a minute on 2 idle cores);
 #  4. the comparison table from MLflow.
 # Extra arguments go to the first `evaluate` (e.g. --episodes 400, --split val).
 set -euo pipefail
