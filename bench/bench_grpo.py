@@ -1,7 +1,8 @@
 """Seconds per GRPO optimizer step on the CPU: the real ``train-grpo`` run, timed step by step.
 
 Run: ``OMP_NUM_THREADS=1 python bench/bench_grpo.py`` (``--beta 0.04`` for the old KL default,
-``--threads 2``, ``--adapter runs/sft-easy/adapter`` to start from an SFT adapter, ``--json out.json``).
+``--threads 2``, ``--adapter runs/sft-easy/adapter`` to start from an SFT adapter, ``--no-think`` when that
+adapter answers with the action lines alone, ``--json out.json``).
 
 One step: one easy-task prompt (a train state of the RSI agent), ``--num-generations`` completions of at
 most ``--max-completion-length`` tokens sampled, scored by the env reward, then the policy's
@@ -34,6 +35,12 @@ def make_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=1, help="torch threads (1 when another job shares the machine)")
     add("--adapter", help="LoRA adapter to start from (default: a new LoRA on the base model)")
     add("--model", default="smollm2-135m")
+    add(
+        "--no-think",
+        dest="think",
+        action="store_false",
+        help="prompts ask for actions only (an adapter trained by make-sft-data --no-think)",
+    )
     add("--json", type=Path, help="also write the numbers here")
     return parser
 
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             output_dir=f"{tmp}/grpo", num_generations=args.num_generations, profile="cpu",
             save_steps=10_000, eval_every=0, eval_episodes=0, prompt_episodes=4, experts=("rsi",),
             beta=args.beta, max_completion_length=args.max_completion_length, prompts_per_step=1,
+            think=args.think,
         )  # fmt: skip
         load_before = os.getloadavg()[0]
         train(config, callbacks=[timer])
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "beta": args.beta,
         "num_generations": args.num_generations,
         "max_completion_length": args.max_completion_length,
+        "think": args.think,
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": [round(load_before, 2), round(load_after, 2)],
         "cpus": os.cpu_count(),

@@ -59,6 +59,7 @@ class SFTDataConfig:
     env_version: str | None = None  # default: the newest
     data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
     report_episodes: int = 200  # val episodes per (task, expert) of the card's score table; 0: no table
+    think: bool = True  # answers open with a grounded <think> trace; False: the action lines alone
 
     def quotas(self, split: str) -> dict[str, int]:
         medium = round(self.portfolio * self.medium_share)
@@ -246,7 +247,7 @@ def collect_task(
     for e, (pool, n_trades, n_holds) in enumerate(zip(pools, trades, holds)):
         rng = np.random.default_rng([config.seed, split_index, task_index, e])
         chosen = _sample(pool.trades, n_trades, rng) + _sample(pool.holds, n_holds, rng)
-        examples += [_example(pool, task, split, where, rng) for where in sorted(chosen)]
+        examples += [_example(pool, task, split, where, rng, config.think) for where in sorted(chosen)]
     stats = {
         pool.expert.name: {"episodes": pool.episodes, "episodes_kept": pool.episodes_kept,
                            "trade_candidates": len(pool.trades), "hold_candidates": len(pool.holds)}
@@ -273,7 +274,12 @@ def _sample(items: list, n: int, rng: np.random.Generator) -> list:
 
 
 def _example(
-    pool: ExpertPool, task: str, split: str, where: tuple[int, int, int], rng: np.random.Generator
+    pool: ExpertPool,
+    task: str,
+    split: str,
+    where: tuple[int, int, int],
+    rng: np.random.Generator,
+    think: bool = True,
 ) -> dict:
     from llm_agent.prompts import build_messages
     from market_env.actions import format_action
@@ -283,8 +289,11 @@ def _example(
     rollout, market = pool.rollouts[r], pool.env.market
     decision = rollout.signals[step].decision(i, rollout.names[i])
     observation = rollout.observations[step][i]
-    messages = build_messages(observation, market.task, think=True)
-    messages.append({"role": "assistant", "content": assistant_message(decision, observation, rng)})
+    messages = build_messages(observation, market.task, think=think)
+    # Without a trace the answer is the action lines alone: a few tokens to generate instead of ~40, which is
+    # what makes CPU-scale GRPO and evaluation affordable.
+    answer = assistant_message(decision, observation, rng) if think else format_action(decision.orders)
+    messages.append({"role": "assistant", "content": answer})
     meta = {
         "task": task, "split": split, "date": market.panel.iso_date(int(rollout.days[step][i])),
         "episode_seed": rollout.first_seed + i, "expert": pool.expert.name,
@@ -453,8 +462,12 @@ def data_card(record: dict[str, Any]) -> str:
     lines += [
         "",
         'Each line of a file: `{"messages": [system, user, assistant], "meta": {task, split, date, '
-        "episode_seed, expert, actions, hold}}`; the assistant turn is `<think>...</think>` then the action "
-        "lines.",
+        "episode_seed, expert, actions, hold}}`; the assistant turn is "
+        + (
+            "`<think>...</think>` then the action lines."
+            if record["config"].get("think", True)
+            else "the action lines alone (no `<think>`; evaluate without `--think`)."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -512,6 +525,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="val episodes per expert for the card's score table against hold and buy-and-hold (0: none)",
     )
     parser.add_argument("--env-version", default=None, help="env version (default: the newest)")
+    parser.add_argument(
+        "--no-think",
+        dest="think",
+        action="store_false",
+        help="answers are the action lines alone (prompts ask for actions only); evaluate without --think",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -541,6 +560,7 @@ def config_from_args(args: argparse.Namespace) -> SFTDataConfig:
         val_examples=args.val_examples, filter_beats_hold=not args.no_filter,
         max_hold_share=args.max_hold_share, experts=tuple(dict.fromkeys(args.experts)),  # each once
         env_version=args.env_version, data=args.data, report_episodes=args.report_episodes,
+        think=args.think,
     )  # fmt: skip
 
 

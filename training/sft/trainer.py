@@ -188,6 +188,8 @@ def data_record(data_dir: Path) -> dict[str, Any]:
         record |= {f"data_{k.removeprefix('data_')}": meta[k] for k in keys if k in meta}
         # the market the examples were played on (make-sft-data --data): evaluate the adapter on the same one
         record["market_data"] = meta.get("data") or "nifty"
+        # whether the answers open with <think> (make-sft-data --no-think): evaluate with the same prompt
+        record["think"] = bool(meta.get("config", {}).get("think", True))
     return record
 
 
@@ -404,15 +406,21 @@ def needs_fp32_adapter(profile: TrainingProfile) -> bool:
 
 # ----------------------------------------------------------------------------------------------------- train
 def evaluate_command(
-    loaded: Any, adapter_dir: Path, task: str | None, max_new_tokens: int, market: str = "nifty"
+    loaded: Any,
+    adapter_dir: Path,
+    task: str | None,
+    max_new_tokens: int,
+    market: str = "nifty",
+    think: bool = True,
 ) -> str:
     """The ``evaluate`` line that compares the base model (zero-shot) with the trained adapter, on the
-    market the SFT data came from (``market``: the data card's ``--data``; ``nifty`` is the default)."""
+    market the SFT data came from (``market``: the data card's ``--data``; ``nifty`` is the default) and
+    with the prompt it was trained on (``think``: the data card's answers open with ``<think>``)."""
     base = loaded.spec.alias or loaded.path  # an alias stays valid on machines whose cache lives elsewhere
     base_agent = loaded.spec.alias or f"llm:{loaded.path}"
     return (
         f"evaluate --agent {base_agent} llm:{base}@{adapter_dir} --task {task or 'easy'} "
-        f"--split val --episodes 50 --think --max-new-tokens {max_new_tokens}"
+        f"--split val --episodes 50 {'--think ' if think else ''}--max-new-tokens {max_new_tokens}"
         + (f" --data {market}" if market != "nifty" else "")
     )
 
@@ -495,6 +503,7 @@ def train(config: SFTRunConfig, callbacks: Sequence[Any] = ()) -> SFTResult:
                 config.task,
                 completion_budget(train_set),
                 params.get("market_data", "nifty"),
+                bool(params.get("think", True)),
             ),
         )
         mlflow.log_artifact(str(plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png")))

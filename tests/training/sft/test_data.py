@@ -370,3 +370,20 @@ def test_synthetic_markets_feed_the_data_set(tmp_path):
     rows = _read(tmp_path / "train.jsonl")
     assert all(_symbols(e["messages"][1]["content"])[0].startswith("SYN") for e in rows)
     assert "synthetic:edge" in (tmp_path / "data_card.md").read_text()
+
+
+def test_no_think_answers_are_the_action_lines_alone_and_the_prompt_asks_for_them(tmp_path):
+    argv = ["--out", str(tmp_path), "--experts", "trend", "--easy", "40", "--portfolio", "0"]
+    argv += ["--val-examples", "0", "--report-episodes", "0", "--no-progress", "--no-think"]
+    assert sft_data.main(argv) == 0
+    rows = _read(tmp_path / "train.jsonl")
+    assert len(rows) == 40
+    for row in rows:
+        system, user, answer = (m["content"] for m in row["messages"])
+        assert "<think>" not in answer and answer == "\n".join(row["meta"]["actions"])
+        parsed = parse_action(answer, _symbols(user))  # the one grammar reads it back
+        assert not parsed.invalid and format_action(parsed.orders) == answer
+        assert system.endswith("Write only the action lines.")
+    assert {row["meta"]["hold"] for row in rows} == {True, False}  # trades and holds both taught
+    assert "the action lines alone" in (tmp_path / "data_card.md").read_text()
+    assert json.loads((tmp_path / "meta.json").read_text())["config"]["think"] is False

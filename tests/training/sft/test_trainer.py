@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -353,6 +354,14 @@ def test_task_filter_and_data_record(sft_data):
     record = sft.data_record(sft_data)
     assert record["data_env_version"] == "2.0.0" and len(record["train_jsonl_sha256"]) == 64
     assert record["market_data"] == "nifty"  # the card's --data: the market to evaluate the adapter on
+    assert record["think"] is True  # the card's answers open with <think>: evaluate with --think
+
+
+def test_the_evaluate_line_uses_the_prompt_and_market_the_adapter_was_trained_on():
+    loaded = SimpleNamespace(spec=SimpleNamespace(alias="smollm2-135m"), path="/models/smollm2")
+    line = sft.evaluate_command(loaded, Path("runs/a"), "easy", 16, "synthetic:edge", think=False)
+    assert "--think" not in line and line.endswith("--max-new-tokens 16 --data synthetic:edge")
+    assert "--think --max-new-tokens 64" in sft.evaluate_command(loaded, Path("runs/a"), None, 64)
 
 
 def test_examples_longer_than_max_length_are_dropped_not_truncated(sft_data):
