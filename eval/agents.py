@@ -197,7 +197,11 @@ RULE_AGENTS: dict[str, Callable[[], Agent]] = {
 }
 # Prefix and alias resolvers added by other packages (PPO, LLM), imported only when their name is asked for.
 PREFIX_RESOLVERS: dict[str, Callable[[str, dict], Agent]] = {}
-_LAZY_PREFIXES = {"ppo:": "training.ppo.trainer", "llm:": "llm_agent.policy"}
+_LAZY_PREFIXES = {
+    "ppo:": "training.ppo.trainer",
+    "llm:": "llm_agent.policy",
+    "expert:": "training.sft.experts",
+}
 _LLM_ALIASES = ("smollm2-135m", "qwen-0.5b", "deepseek-7b")
 
 
@@ -207,7 +211,8 @@ def register_prefix(prefix: str, resolver: Callable[[str, dict], Agent]) -> None
 
 
 def agent_names() -> list[str]:
-    return [*RULE_AGENTS, "ppo:<path>", *_LLM_ALIASES, "llm:<hf-id-or-path>[@<adapter>]"]
+    return [*RULE_AGENTS, "ppo:<path>", "expert:<rsi|trend|bollinger>", *_LLM_ALIASES,
+            "llm:<hf-id-or-path>[@<adapter>]"]  # fmt: skip
 
 
 def make_agent(name: str, **options: Any) -> Agent:

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from eval.agents import RSIAgent, feature
+from eval.agents import RSIAgent, RuleAgent, buy_action, feature, register_prefix, sell_action
 from market_env.actions import BUY, SELL, Order, format_fraction
 from market_env.observations import Snapshot
 
@@ -214,3 +214,32 @@ def make_expert(name: str) -> Expert:
     if name not in EXPERTS:
         raise ValueError(f"unknown expert {name!r}; expected one of: {', '.join(EXPERTS)}")
     return EXPERTS[name]()
+
+
+@dataclass
+class ExpertAgent(RuleAgent):
+    """An SFT teacher as an evaluation agent (``evaluate --agent expert:trend``): a student's claim to have
+    learnt something holds only beside the score of the rule it imitated, on the same episodes. Its orders
+    are the ones the SFT answers write: sell all on an exit, buy ``buy_fraction`` of the cash on an entry."""
+
+    expert: Expert = field(default_factory=TrendExpert)
+    name: str = "expert:trend"
+
+    def act(self, observations: object, snapshot: Snapshot) -> np.ndarray:
+        signals = self.expert.signals(snapshot)
+        fraction = np.vectorize(lambda f: float(format_fraction(f)))(signals.buy_fraction)  # as the text says
+        entries = signals.buy & ~signals.held
+        actions = np.where(signals.sell, sell_action(1.0), np.where(entries, buy_action(fraction), 0.0))
+        return actions.astype(np.float32)
+
+
+def _resolve(name: str, options: dict) -> ExpertAgent:
+    from eval.agents import UnknownAgentError
+
+    try:
+        return ExpertAgent(expert=make_expert(name.removeprefix("expert:")), name=name)
+    except ValueError as err:
+        raise UnknownAgentError(f"{name}: {err}") from err
+
+
+register_prefix("expert:", _resolve)

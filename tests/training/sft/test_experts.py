@@ -168,3 +168,21 @@ class PeekingExpert(TrendExpert):
 
 def test_a_planted_future_peeking_expert_is_caught(panels):
     assert first_peek(PeekingExpert(), panels) is not None
+
+
+@pytest.mark.parametrize(("name", "task"), [("trend", "easy"), ("bollinger", "medium"), ("rsi", "hard")])
+def test_an_expert_evaluates_as_the_agent_expert_name_with_the_scores_of_its_own_rollouts(name, task):
+    from eval.agents import UnknownAgentError, make_agent
+    from eval.harness import EvalConfig, run_evaluation
+    from training.sft.data import play
+
+    agent = make_agent(f"expert:{name}")
+    result = run_evaluation(agent, EvalConfig(task, "val", 12, 4_321), progress=False)
+    rollout = play(
+        market_env.make_batch(task, n_envs=12, split="val", obs_mode="text"), make_expert(name), 4_321
+    )
+    assert result.agent == f"expert:{name}"
+    np.testing.assert_allclose(result.values("score"), rollout.scores, rtol=0, atol=1e-12)
+    assert rollout.trades and any(t.any() for t in rollout.trades)  # the comparison saw trades
+    with pytest.raises(UnknownAgentError, match="expert:macd: unknown expert 'macd'"):
+        make_agent("expert:macd")
