@@ -287,7 +287,7 @@ def generate_sharing_prefix(
     it). The evaluation's generation and GRPO's (``training.grpo``: a group's completions share their whole
     prompt, all prompts the system turn) both go through here. Text models only (no per-token extras).
     """
-    generate = generate or model.generate
+    generate = generate or _own_generate(model)
     rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
     shared = shared_prefix_length(rows)
     prefix = input_ids.new_tensor([rows[0][:shared]])
@@ -299,6 +299,16 @@ def generate_sharing_prefix(
     return generate(
         input_ids=input_ids, attention_mask=attention_mask, **{_cache_keyword(model): cache}, **options
     )
+
+
+def _own_generate(model: Any) -> Any:
+    """The model's own ``generate``, also when GRPO has already routed it through here
+    (``training.grpo.trainer.share_prompt_prefix``): the policy that refreshes GRPO's states generates with
+    the model TRL trains, and sharing the prefix twice would pass the cache twice."""
+    generate = model.generate
+    if isinstance(generate, partial) and generate.func is generate_sharing_prefix:
+        return generate.keywords["generate"]
+    return generate
 
 
 def _prefix_cache(model: Any, prefix_ids: Any, n_rows: int) -> Any:

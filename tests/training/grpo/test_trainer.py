@@ -148,7 +148,7 @@ def test_on_policy_rounds_refresh_the_states_and_score_counterfactual_credit(ada
     out = tmp_path / "grpo"
     args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
     args += ["--prompts-per-step", "1", "--max-completion-length", "8", "--eval-episodes", "0"]
-    args += ["--policy-every", "1", "--policy-episodes", "1", "--max-steps", "2", "--profile", "cpu"]
+    args += ["--policy-every", "1", "--policy-episodes", "2", "--max-steps", "2", "--profile", "cpu"]
     args += ["--continuation", "recorded", "--baseline", "hold", "--prompt-stride", "5"]
     assert main(args) == 0
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
@@ -171,6 +171,21 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     assert first.to_list() == policy_dataset(config, sizes, loaded, step=3).to_list()
     assert {row["expert"] for row in first} == {"policy"} and len(first) == 2
     assert first[0]["episode"] != policy_dataset(config, sizes, loaded, step=4)[0]["episode"]
+
+
+def test_the_policy_generates_the_same_answers_after_grpo_routed_its_generate_through_the_prefix():
+    """Round 2 of an on-policy run refreshes its states with the model whose ``generate`` TRL's path already
+    shares the prefix of: the policy's own batched generation must still work and answer the same."""
+    from llm_agent.generation import GenerationConfig, generate
+    from llm_agent.models import load_model
+
+    loaded = load_model("smollm2-135m")
+    rows = collect_rows(PromptSetConfig(task="easy", episodes=3, stride=10, experts=("rsi",)))[:3]
+    chats = [r["prompt"] for r in rows]  # the chat messages of each state
+    config = GenerationConfig(max_new_tokens=8)
+    before = [c.text for c in generate(loaded, chats, config)]
+    share_prompt_prefix(loaded.model)
+    assert [c.text for c in generate(loaded, chats, config)] == before
 
 
 def test_trls_generate_shares_the_prompt_prefix_with_the_same_completion_columns(adapter):
