@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The edge-market learning experiment of docs/grpo.md, from nothing: does GRPO improve on SFT where there is
 # something to learn? SFT data from the trend expert (answers are the action lines alone) -> SFT of
-# smollm2-135m -> two GRPO designs from the SFT adapter (the fork reward, and on-policy counterfactual credit)
-# -> each adapter shipped as fp16 (python -m training.export; the rows are measured on the shipped files) ->
-# SFT, both GRPO adapters, the trend expert, momentum, PPO and the baselines on the same 200 val episodes,
-# paired. About 2 hours on an idle 2-core machine (two jobs at a time, one thread each). Arguments: the
+# smollm2-135m -> two GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
+# credit against HOLD) -> the adapters shipped as fp16 (python -m training.export; the rows are measured on
+# the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val
+# episodes, paired. About 2 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
 # output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it
 # with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
@@ -22,32 +22,33 @@ OMP_NUM_THREADS=2 train-sft --data "$out/sft-data" --task easy --max-steps 80 --
 
 python -m training.export "$out/sft-edge/adapter" "$out/ship/edge-sft"
 
-# Both designs: 16 completions a step (2 states x 8), answers of at most 16 tokens, the run's defaults for
-# the advantage (batch-scaled, beta 0, dapo), 40 steps, the final adapter (no selection on val episodes).
-grpo=(train-grpo --adapter "$out/sft-edge/adapter" "${edge[@]}" --profile cpu --no-think --num-generations 8
-  --prompts-per-step 2 --max-completion-length 16 --learning-rate 2e-4 --max-steps 40 --save-steps 10
-  --eval-episodes 0)
 # The same 200 val episodes (seed 0) for every agent; separate runs pair row by row (checked by the table).
 llm() {
   OMP_NUM_THREADS="$3" evaluate --agent "llm:smollm2-135m@$1" "${edge[@]}" --split val --episodes 200 \
     --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-val.json" --out-dir "$out/eval" \
     --run-name "$2-val" --no-plots
 }
-OMP_NUM_THREADS=1 "${grpo[@]}" --continuation recorded --baseline hold --policy-every 10 --policy-episodes 8 \
+grpo=(train-grpo --adapter "$out/sft-edge/adapter" "${edge[@]}" --profile cpu --no-think
+  --max-completion-length 16 --save-steps 10 --eval-episodes 0)
+# Design 1, on-policy counterfactual credit: states the policy reaches (refreshed every 10 steps), each
+# decision credited with its effect on the episode the policy really played; 2 states x 8 answers a step.
+# Measured: its first 10 steps (it collapsed to SELL by step 3; docs/grpo.md).
+OMP_NUM_THREADS=1 "${grpo[@]}" --num-generations 8 --prompts-per-step 2 --learning-rate 2e-4 --max-steps 10 \
+  --continuation recorded --baseline hold --policy-every 10 --policy-episodes 8 \
   --output-dir "$out/grpo-credit" > "$out/grpo-credit.log" 2>&1 &
 llm "$out/ship/edge-sft" sft 1
 wait $!
-python -m training.export "$out/grpo-credit/final" "$out/ship/edge-grpo-credit"
-OMP_NUM_THREADS=1 "${grpo[@]}" --output-dir "$out/grpo-fork" > "$out/grpo-fork.log" 2>&1 &
-llm "$out/ship/edge-grpo-credit" grpo-credit 1
-wait $!
-python -m training.export "$out/grpo-fork/final" "$out/ship/edge-grpo-fork"
-llm "$out/ship/edge-grpo-fork" grpo-fork 2
+# Design 2, the fork with credit against HOLD: states of the rsi and random agents, each decision credited
+# with the score of keeping what it left to the episode's end minus the same with HOLD; 4 states x 4 answers.
+OMP_NUM_THREADS=1 "${grpo[@]}" --num-generations 4 --prompts-per-step 4 --learning-rate 1e-4 --max-steps 40 \
+  --continuation hold --baseline hold --output-dir "$out/grpo-fork-credit"
+python -m training.export "$out/grpo-fork-credit/final" "$out/ship/edge-grpo"
+llm "$out/ship/edge-grpo" grpo 2
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo-credit,grpo-fork}-val.json --vs "$sft" --vs momentum
-python bench/grpo_curves.py "$out/grpo-fork" "$out/grpo-credit" --out "$out/grpo_curves.png"
+python scripts/results_table.py "$out"/{rules,sft,grpo}-val.json --vs "$sft" --vs momentum
+python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" --out "$out/grpo_curves.png"
