@@ -43,7 +43,7 @@ wait $!
 OMP_NUM_THREADS=1 "${grpo[@]}" --num-generations 4 --prompts-per-step 4 --learning-rate 1e-4 --max-steps 40 \
   --continuation hold --baseline hold --output-dir "$out/grpo-fork-credit"
 python -m training.export "$out/grpo-fork-credit/final" "$out/ship/edge-grpo"
-llm "$out/ship/edge-grpo" grpo 2
+llm "$out/ship/edge-grpo" grpo 1
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
