@@ -1,11 +1,12 @@
 """What GRPO's reward pays each action on its prompt states: the credit of a fixed answer, per kind of state.
 
-Run: ``python bench/grpo_action_credit.py --data synthetic:edge`` (the prompt set of ``train-grpo``'s
-defaults: 64 train episodes played by the rsi and random agents, every day; the reward of ``--continuation hold
---baseline hold``: the episode's score when what the decision left is kept to the end, minus the same with
-HOLD). For every state it scores ``BUY <SYM> 1`` and ``SELL <SYM> 1`` exactly (the fork is deterministic) and
-reports the mean credit by state: flat or holding, and the sign of the 5-day change the prompt shows (the
-edge market's regime signal). A policy that cannot yet tell the states apart sees the pooled mean.
+Run: ``python bench/grpo_action_credit.py --data synthetic:edge``. The prompt set is that of ``train-grpo``'s
+defaults (64 train episodes played by the rsi and random agents, every day); the reward is that of
+``--continuation hold --baseline hold`` (the episode's score when what the decision left is kept to the
+end, minus the same with HOLD). For every state it scores ``BUY <SYM> 1`` and ``SELL <SYM> 1`` exactly
+(the fork is deterministic) and reports the mean credit by state: flat or holding, and the sign of the
+5-day change the prompt shows (the edge market's regime signal). A policy that cannot yet tell the states
+apart sees the pooled mean.
 """
 
 from __future__ import annotations
