@@ -31,9 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="synthetic:edge")
     parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--continuation", default="hold", help="as train-grpo's (hold, exit, rsi)")
+    parser.add_argument("--exit-days", type=int, default=5, help="with --continuation exit")
     args = parser.parse_args(argv)
     rows = collect_rows(PromptSetConfig("easy", args.episodes, data=args.data, think=False))
-    config = RewardConfig("easy", continuation="hold", baseline="hold", num_generations=1, data=args.data)
+    config = RewardConfig(
+        "easy",
+        continuation=args.continuation,
+        baseline="hold",
+        num_generations=1,
+        data=args.data,
+        exit_days=args.exit_days,
+    )
     cells = [next(iter(table_cells(row["prompt"][-1]["content"]).values())) for row in rows]
     up = np.array([float(c["5d"]) > 0 for c in cells])
     held = np.array([c["position"] != "-" for c in cells])

@@ -6,7 +6,8 @@ Run: ``python bench/grpo_curves.py runs/grpo-edge-A runs/grpo-edge-B --out docs/
 The top row is each run's mean reward per step with +- one std of its completions (designs may reward on
 different scales: the episode score, or a score difference against HOLD, so each run has its own panel);
 the bottom row is the share of completions that hold, buy, sell or are invalid (``env/*_share``, logged by
-``training.grpo.rewards.EnvScoreReward``; an answer may both buy and sell).
+``training.grpo.rewards.EnvScoreReward``; an answer may both buy and sell) and, where the run logged them, the
+BUY share on states whose 5-day change is up and down (dashed: the edge market's conditional rule).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def plot(runs: list[Path], out: Path) -> Path:
         top.legend(fontsize=8)
         for share in SHARES:
             bottom.plot(steps, [r.get(f"env/{share}_share", np.nan) for r in rows], "o-", label=share)
+        for regime, style, label in (("buy_up", "^--", "buy, 5d > 0"), ("buy_down", "v--", "buy, 5d <= 0")):
+            values = np.array([r.get(f"env/{regime}_share", np.nan) for r in rows], dtype=float)
+            if not np.isnan(values).all():
+                bottom.plot(steps, values, style, label=label)
         bottom.set_ylim(-0.02, 1.02)
         bottom.set_xlabel("optimizer step")
         bottom.set_ylabel("share of completions")

@@ -7,8 +7,10 @@ For each completion, :class:`EnvScoreReward`
 2. steps that slot with the completion text, through the env's own text step (``market_env.actions``
    grammar: ``<think>`` ignored, anything malformed is an invalid HOLD);
 3. lets the episode finish under a continuation: ``hold`` (default: keep the resulting positions to the
-   end), ``rsi`` (the RSI rule plays on) or ``recorded`` (the policy that reached the state plays on with the
-   actions it actually took: the row's ``continuation`` column);
+   end), ``exit`` (keep them ``exit_days`` days, then sell everything and stay in cash, so a decision is
+   credited with its own horizon, not with the rest of the episode), ``rsi`` (the RSI rule plays on) or
+   ``recorded`` (the policy that reached the state plays on with the actions it actually took: the row's
+   ``continuation`` column);
 4. returns the score of the finished episode under the env version (default: the newest), in [0, 1] -- the
    same grader evaluation reports -- minus, with ``baseline="hold"``, the score of the same episode with the
    decision replaced by HOLD and the same continuation. ``recorded`` + ``hold`` is the *counterfactual
@@ -50,7 +52,7 @@ from training.grpo.prompts import state_from_json, state_hash
 
 logger = logging.getLogger(__name__)
 
-CONTINUATIONS = ("hold", "rsi", "recorded")
+CONTINUATIONS = ("hold", "exit", "rsi", "recorded")
 BASELINES = ("none", "hold")
 SCALE_REWARDS = ("batch", "none", "group")
 
@@ -67,12 +69,16 @@ class RewardConfig:
         task: the task every row must belong to.
         env_version: env version whose grader scores the finished episode (default: the newest).
         continuation: policy that plays the rest of the episode after the decision: ``hold`` (keep the
-            resulting positions; default), ``rsi`` (the RSI rule agent, through the text grammar) or
-            ``recorded`` (the actions the reaching policy took; needs the ``continuation`` column).
+            resulting positions; default), ``exit`` (keep them ``exit_days`` days, then sell all), ``rsi``
+            (the RSI rule agent, through the text grammar) or ``recorded`` (the actions the reaching policy
+            took; needs the ``continuation`` column).
         baseline: ``none`` (the reward is the episode's score) or ``hold`` (minus the score of the same
             episode with the decision replaced by HOLD: the decision's own consequence).
         invalid_reward: how far below the lowest valid reward an invalid completion scores; must be < 0.
         num_generations: completions per prompt (TRL's group size), for the group check.
+        exit_days: with ``continuation="exit"``, the days a decision's positions are kept (open to open)
+            before everything is sold; against the HOLD baseline a BUY is then paid that many days' move
+            minus its round trip's costs.
     """
 
     task: str = "easy"
@@ -82,6 +88,7 @@ class RewardConfig:
     num_generations: int = 4
     baseline: str = "none"
     data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
+    exit_days: int = 5
 
     def __post_init__(self) -> None:
         if self.continuation not in CONTINUATIONS:
@@ -94,6 +101,8 @@ class RewardConfig:
             )
         if self.num_generations < 1:
             raise ValueError(f"num_generations must be >= 1, got {self.num_generations}")
+        if self.exit_days < 1:
+            raise ValueError(f"exit_days must be >= 1, got {self.exit_days}")
 
     @property
     def invalid_score(self) -> float:
@@ -160,6 +169,43 @@ def group_advantages(rewards: Sequence[float], group_size: int, scale_rewards: s
     return centred / (std + 1e-4)
 
 
+def momentum_up(prompt: Any) -> bool | None:
+    """Whether a one-stock prompt shows a 5-day change > 0 (the edge market's regime signal); else None."""
+    from training.sft.think import table_cells
+
+    try:
+        cells = table_cells(completion_text(prompt))
+        return float(next(iter(cells.values()))["5d"]) > 0 if len(cells) == 1 else None
+    except (ValueError, KeyError, StopIteration):
+        return None
+
+
+def regime_shares(prompts: Sequence[Any], sides: np.ndarray) -> dict[str, float]:
+    """BUY and SELL shares where the prompt's 5-day change is up and where it is down (one-stock prompts).
+
+    Whether a policy learns the edge market's rule shows here first: its BUY share rises where the 5-day
+    change is up and falls where it is down, while the pooled share may barely move.
+    """
+    up = [momentum_up(prompt) for prompt in prompts]
+    shares = {}
+    for regime, want in (("up", True), ("down", False)):
+        rows = [i for i, u in enumerate(up) if u is want]
+        if rows and len(sides) == len(prompts):
+            shares[f"buy_{regime}"] = float(sides[rows, 1].mean())
+            shares[f"sell_{regime}"] = float(sides[rows, 2].mean())
+    return shares
+
+
+def sell_everything(env: market_env.BatchMarketEnv) -> list[str]:
+    """One text action per slot that sells every stock the slot holds (HOLD where it holds none)."""
+    shares = env.market.snapshot().shares
+    actions = []
+    for names, held in zip(env.names, shares):
+        lines = [f"SELL {name} 1" for name, count in zip(names, held) if count > 0]
+        actions.append("\n".join(lines) or "HOLD")
+    return actions
+
+
 class EnvScoreReward:
     """TRL reward function ``(prompts, completions, **columns) -> list[float]`` scored by the environment.
 
@@ -196,6 +242,8 @@ class EnvScoreReward:
         if log_metric is not None:  # the HOLD / BUY / SELL shares over training are the collapse's trace
             for name in ("invalid", "hold", "buy", "sell", "failed", "zero_std_groups"):
                 log_metric(f"env/{name}_share", getattr(self.last_stats, name))
+            for name, value in regime_shares(prompts, sides).items():
+                log_metric(f"env/{name}_share", value)
         return [float(r) for r in rewards]
 
     # ------------------------------------------------------------------------------------------ scoring
@@ -308,6 +356,10 @@ class EnvScoreReward:
             return lambda k, observations, env: ["HOLD"] * n
         if self.config.continuation == "recorded":
             return lambda k, observations, env: [a[k] if k < len(a) else "HOLD" for a in recorded]
+        if self.config.continuation == "exit":
+            return lambda k, observations, env: (
+                sell_everything(env) if k == self.config.exit_days - 1 else ["HOLD"] * n
+            )
         from eval.agents import RSIAgent
         from eval.harness import numeric_to_text
 

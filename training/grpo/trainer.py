@@ -122,6 +122,7 @@ class GRPORunConfig:
     prompt_stride: int = 1
     experts: tuple[str, ...] = ("rsi", "random")
     continuation: str = "hold"
+    exit_days: int = 5
     baseline: str = "none"
     policy_every: int = 0
     policy_episodes: int = 8
@@ -289,12 +290,13 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     dataset = build_prompt_dataset(prompts)
     reward = EnvScoreReward(RewardConfig(config.task, config.env_version, config.continuation,
                                          config.invalid_reward, sizes.num_generations, config.baseline,
-                                         config.data))  # fmt: skip
+                                         config.data, config.exit_days))  # fmt: skip
     set_seed(config.seed)  # before a new LoRA's weights are drawn
     loaded, model, peft_config = load_policy(config, profile)
     params = {
         "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
+        "exit_days": config.exit_days,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
         "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "data": config.data or "nifty",
         "policy_every": config.policy_every, "policy_episodes": config.policy_episodes,
@@ -448,7 +450,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--continuation",
         default="hold",
         choices=CONTINUATIONS,
-        help="plays out the episode after the decision (recorded: the reaching policy's own actions)",
+        help="plays out the episode after the decision (exit: keep what it left --exit-days days, then sell "
+        "all; recorded: the reaching policy's own actions)",
+    )
+    more.add_argument(
+        "--exit-days", type=int, default=5, help="with --continuation exit: days before everything is sold"
     )
     more.add_argument(
         "--baseline",

@@ -28,7 +28,15 @@ from typing import Protocol
 
 import numpy as np
 
-from eval.agents import RSIAgent, RuleAgent, buy_action, feature, register_prefix, sell_action
+from eval.agents import (
+    RSIAgent,
+    RuleAgent,
+    UnknownAgentError,
+    buy_action,
+    feature,
+    register_prefix,
+    sell_action,
+)
 from market_env.actions import BUY, SELL, Order, format_fraction
 from market_env.observations import Snapshot
 
@@ -234,8 +242,6 @@ class ExpertAgent(RuleAgent):
 
 
 def _resolve(name: str, options: dict) -> ExpertAgent:
-    from eval.agents import UnknownAgentError
-
     try:
         return ExpertAgent(expert=make_expert(name.removeprefix("expert:")), name=name)
     except ValueError as err:

@@ -27,6 +27,8 @@ from training.grpo.rewards import (
     check_groups,
     completion_text,
     group_advantages,
+    momentum_up,
+    regime_shares,
 )
 
 G = 4
@@ -369,3 +371,65 @@ def test_states_of_a_seeded_policy_are_reproducible_from_the_seed():
     assert other != first
     with pytest.raises(ValueError, match="policy being trained"):
         collect_rows(config)
+
+
+# ------------------------------------------------------------------------------------- exit continuation
+def exit_replay(row: dict, first_action: str, days: int) -> tuple[float, int]:
+    """Independent reference: a single env at the row's state, ``first_action``, ``days - 1`` HOLDs, a SELL of
+    everything, HOLD to the end; returns the score and the shares held right after the sell filled."""
+    env = market_env.make(row["task"], split="train", obs_mode="text", version=row["env_version"])
+    env.reset(seed=0)
+    env.set_state(state_from_json(row["state"]))
+    symbol = row["symbols"][0]
+    actions = [first_action, *["HOLD"] * (days - 1), f"SELL {symbol} 1"]
+    after_sell = -1
+    for k in range(40):
+        _, _, terminated, _, info = env.step(actions[k] if k < len(actions) else "HOLD")
+        if k == len(actions) - 1:
+            after_sell = int(env.market.snapshot().shares[0].sum())
+        if terminated:
+            return info["grade"]["score"], after_sell
+    raise AssertionError("the episode did not end")
+
+
+@pytest.mark.parametrize("days", [1, 3])
+def test_exit_continuation_keeps_the_decision_n_days_then_sells_everything(rows, days):
+    played = EnvScoreReward(RewardConfig(continuation="exit", exit_days=days, num_generations=2))
+    credit = EnvScoreReward(
+        RewardConfig(continuation="exit", exit_days=days, baseline="hold", num_generations=2)
+    )
+    early = [row for row in rows if row["t"] + days + 1 < 20]
+    for row in (early[0], *held_rows(early)[:2]):
+        symbol = row["symbols"][0]
+        texts = [f"BUY {symbol} 1", "HOLD"]
+        buy, hold = (exit_replay(row, text, days) for text in texts)
+        assert buy[1] == 0 and hold[1] == 0, "flat once the exit sell has filled"
+        assert score(played, row, texts) == pytest.approx([buy[0], hold[0]], abs=1e-12)
+        assert score(credit, row, texts) == pytest.approx([buy[0] - hold[0], 0.0], abs=1e-12)
+    # a longer horizon pays a different move: the continuation really depends on exit_days
+    longer = EnvScoreReward(RewardConfig(continuation="exit", exit_days=days + 4, num_generations=2))
+    texts = [f"BUY {early[0]['symbols'][0]} 1", "HOLD"]
+    assert score(longer, early[0], texts) != score(played, early[0], texts)
+
+
+def test_exit_days_must_be_positive():
+    with pytest.raises(ValueError, match="exit_days"):
+        RewardConfig(continuation="exit", exit_days=0)
+
+
+def test_regime_shares_split_buy_and_sell_by_the_prompts_5_day_change(rows):
+    up = [row for row in rows if momentum_up(row["prompt"])][:2]
+    down = [row for row in rows if momentum_up(row["prompt"]) is False][:2]
+    assert len(up) == 2 and len(down) == 2
+    prompts = [row["prompt"] for row in (*up, *down)]
+    # up: one BUY, one HOLD; down: one SELL, one HOLD
+    sides = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]], dtype=bool)
+    assert regime_shares(prompts, sides) == {
+        "buy_up": 0.5, "sell_up": 0.0, "buy_down": 0.0, "sell_down": 0.5
+    }  # fmt: skip
+    # two stocks in one table: no single regime to split by
+    content = up[0]["prompt"][-1]["content"]
+    row_line = next(line for line in content.splitlines() if line.startswith(up[0]["symbols"][0] + "|"))
+    several = content.replace(row_line, row_line + "\nOTHER" + row_line[len(up[0]["symbols"][0]) :])
+    assert momentum_up([{"role": "user", "content": several}]) is None
+    assert regime_shares([[{"role": "user", "content": "no table"}]], sides[:1]) == {}

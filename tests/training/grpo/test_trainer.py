@@ -323,6 +323,7 @@ def test_resume_needs_a_checkpoint_and_a_fresh_run_never_overwrites_one(tmp_path
         (["--load-in-4bit"], "load_in_4bit"),  # QLoRA needs bitsandbytes and a GPU
         (["--adapter", "/no/such/adapter"], "does not exist"),  # a typo in the SFT adapter path
         (["--continuation", "ppo"], "invalid choice"),  # only documented continuation policies
+        (["--continuation", "exit", "--exit-days", "0"], "exit_days"),  # a horizon of at least one day
         (["--scale-rewards", "std"], "invalid choice"),  # TRL's three scalings only
     ],
 )
