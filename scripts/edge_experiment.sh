@@ -44,11 +44,18 @@ OMP_NUM_THREADS=1 "${grpo[@]}" --num-generations 4 --prompts-per-step 4 --learni
   --continuation hold --baseline hold --output-dir "$out/grpo-fork-credit"
 python -m training.export "$out/grpo-fork-credit/final" "$out/ship/edge-grpo"
 llm "$out/ship/edge-grpo" grpo 1
+# Design 3, what the first two pointed to: 8 states x 8 answers a step (groups rarely flat), a lower lr with
+# clip-higher, and each decision credited with its own 3-day horizon against HOLD (--continuation exit: what
+# it left is kept 3 days, then everything is sold), so a BUY is paid for the move it was made for.
+OMP_NUM_THREADS=2 "${grpo[@]}" --num-generations 8 --prompts-per-step 8 --learning-rate 3e-5 --epsilon-high 0.28 \
+  --max-steps 40 --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-exit"
+python -m training.export "$out/grpo-exit/final" "$out/ship/edge-grpo-exit"
+llm "$out/ship/edge-grpo-exit" grpo-exit 2
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo}-val.json --vs "$sft" --vs momentum
-python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" --out "$out/grpo_curves.png"
+python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit}-val.json --vs "$sft" --vs momentum
+python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" --out "$out/grpo_curves.png"

@@ -1,0 +1,107 @@
+"""Does a policy tell the edge market's regimes apart? Its first-word probabilities by regime, and a probe.
+
+Run: ``python bench/grpo_policy_probe.py runs/h16/sft-edge/adapter runs/h16b/grpo-exit/checkpoint-30``
+(any LoRA adapters of smollm2-135m trained with ``--no-think``; ``--episodes`` val episodes of the easy task
+on ``--data``, every day, reached by the rsi and random agents).
+
+For every state it runs the policy once on the prompt and reads the probability of the answer's first word:
+``BUY``, ``SELL`` or ``HOLD`` (renormalised over the three; a no-think answer starts with one of them). The
+table gives the mean P(BUY) on flat states and P(SELL) on holding states, split by the sign of the 5-day
+change the prompt shows (the regime signal: ``momentum`` buys where it is up), and the share of states where
+the greedy first word is BUY / SELL. A policy that has learnt the edge buys where the change is up and not
+where it is down; one that has not shows the same P(BUY) on both.
+
+The probe: a ridge classifier on the prompt's last hidden state, fitted on the first half of the episodes,
+predicting the sign of the 5-day change on the second half. High accuracy means the information is in the
+representation a LoRA update can read; it says nothing about whether the policy uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = ("BUY", "SELL", "HOLD")
+
+
+def policy_readout(adapter: str | None, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3) first-word probabilities (BUY, SELL, HOLD) and (n, d) last hidden states of each prompt."""
+    import torch
+
+    from llm_agent.generation import format_chat
+    from llm_agent.models import load_model, parse_model_spec
+
+    spec = parse_model_spec("smollm2-135m")
+    loaded = load_model(replace(spec, adapter_path=adapter) if adapter else spec, dtype="float32")
+    tokenizer, model = loaded.tokenizer, loaded.model
+    probs, hidden = [], []
+    for row in rows:
+        text = format_chat(tokenizer, row["prompt"])
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        answers = [tokenizer(text + word, add_special_tokens=False)["input_ids"] for word in WORDS]
+        firsts = [ids[len(prompt_ids)] for ids in answers]
+        with torch.inference_mode():
+            out = model(torch.tensor([prompt_ids]), output_hidden_states=True)
+        p = torch.softmax(out.logits[0, -1].float(), dim=-1)[firsts].numpy()
+        probs.append(p / p.sum())
+        hidden.append(out.hidden_states[-1][0, -1].float().numpy())
+    return np.array(probs), np.array(hidden)
+
+
+def probe_accuracy(hidden: np.ndarray, up: np.ndarray, episode: np.ndarray, ridge: float = 1.0) -> float:
+    """Held-out accuracy of a ridge classifier on the hidden states: first half of the episodes -> second."""
+    train = episode < np.median(episode)
+    mean, std = hidden[train].mean(axis=0), hidden[train].std(axis=0) + 1e-6
+    x = (hidden - mean) / std
+    y = np.where(up, 1.0, -1.0)
+    a = x[train]
+    w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ (y[train] - y[train].mean()))
+    predicted = x[~train] @ w + y[train].mean() > 0
+    return float(np.mean(predicted == up[~train]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grpo_policy_probe", description=__doc__.splitlines()[0])
+    parser.add_argument("adapters", nargs="+", help="LoRA adapter folders ('base' for no adapter)")
+    parser.add_argument("--data", default="synthetic:edge")
+    parser.add_argument("--episodes", type=int, default=20, help="val episodes (20 states each)")
+    args = parser.parse_args(argv)
+
+    from training.grpo.prompts import PromptSetConfig, collect_rows
+    from training.grpo.rewards import momentum_up
+    from training.sft.think import table_cells
+
+    config = PromptSetConfig("easy", args.episodes, seed=0, think=False, split="val", data=args.data)
+    rows = collect_rows(config)
+    up = np.array([bool(momentum_up(row["prompt"])) for row in rows])
+    cells = [next(iter(table_cells(row["prompt"][-1]["content"]).values())) for row in rows]
+    held = np.array([c["position"] != "-" for c in cells])
+    episode = np.array([row["episode"] for row in rows])
+    print(f"{len(rows)} val states of {args.episodes} episodes: {held.sum()} holding, {up.sum()} with 5d > 0")
+    print(
+        "| adapter | P(BUY) flat, 5d > 0 | P(BUY) flat, 5d <= 0 | P(SELL) holding, 5d > 0 | "
+        "P(SELL) holding, 5d <= 0 | greedy BUY, 5d > 0 / <= 0 | greedy SELL | probe accuracy |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for adapter in args.adapters:
+        probs, hidden = policy_readout(None if adapter == "base" else adapter, rows)
+        greedy = probs.argmax(axis=1)
+        cells_out = [
+            f"{probs[~held & up, 0].mean():.2f}", f"{probs[~held & ~up, 0].mean():.2f}",
+            f"{probs[held & up, 1].mean():.2f}", f"{probs[held & ~up, 1].mean():.2f}",
+            f"{np.mean(greedy[up] == 0):.0%} / {np.mean(greedy[~up] == 0):.0%}",
+            f"{np.mean(greedy == 1):.0%}",
+            f"{probe_accuracy(hidden, up, episode):.0%}",
+        ]  # fmt: skip
+        print(f"| {adapter} | " + " | ".join(cells_out) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
