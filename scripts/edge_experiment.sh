@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The edge-market learning experiment of docs/grpo.md, from nothing: does GRPO improve on SFT where there is
 # something to learn? SFT data from the trend expert (answers are the action lines alone) -> SFT of
-# smollm2-135m -> two GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
-# credit against HOLD) -> the adapters shipped as fp16 (python -m training.export; the rows are measured on
-# the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val
-# episodes, paired. About 2 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
-# output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it
-# with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
+# smollm2-135m -> three GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
+# credit against HOLD; 3-day exit credit with larger groups) -> the adapters shipped as fp16 (python -m
+# training.export; the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO
+# and the baselines on the same 200 val episodes, paired. About 3.5 hours on an idle 2-core machine (two jobs
+# at a time where they can). Arguments: the output folder (default runs/edge) and the PPO run to show beside
+# them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge --output-dir
+# runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(bash scripts/setup.sh | tail -n 1)"
@@ -28,8 +29,9 @@ llm() {
     --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-val.json" --out-dir "$out/eval" \
     --run-name "$2-val" --no-plots
 }
-grpo=(train-grpo --adapter "$out/sft-edge/adapter" "${edge[@]}" --profile cpu --no-think
-  --max-completion-length 16 --save-steps 10 --eval-episodes 0)
+grpo_options=("${edge[@]}" --profile cpu --no-think --max-completion-length 16 --save-steps 10
+  --eval-episodes 0)
+grpo=(train-grpo --adapter "$out/sft-edge/adapter" "${grpo_options[@]}")
 # Design 1, on-policy counterfactual credit: states the policy reaches (refreshed every 10 steps), each
 # decision credited with its effect on the episode the policy really played; 2 states x 8 answers a step.
 # Measured: its first 10 steps (it collapsed to SELL by step 3; docs/grpo.md).
@@ -46,9 +48,11 @@ python -m training.export "$out/grpo-fork-credit/final" "$out/ship/edge-grpo"
 llm "$out/ship/edge-grpo" grpo 1
 # Design 3, what the first two pointed to: 8 states x 8 answers a step (groups rarely flat), a lower lr with
 # clip-higher, and each decision credited with its own 3-day horizon against HOLD (--continuation exit: what
-# it left is kept 3 days, then everything is sold), so a BUY is paid for the move it was made for.
-OMP_NUM_THREADS=2 "${grpo[@]}" --num-generations 8 --prompts-per-step 8 --learning-rate 3e-5 --epsilon-high 0.28 \
-  --max-steps 40 --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-exit"
+# it left is kept 3 days, then everything is sold), so a BUY is paid for the move it was made for. 20 steps
+# (140 s a step on 2 idle threads), from the shipped fp16 SFT adapter (as measured in docs/grpo.md).
+OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${grpo_options[@]}" --num-generations 8 \
+  --prompts-per-step 8 --learning-rate 3e-5 --epsilon-high 0.28 --max-steps 20 --save-steps 5 \
+  --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-exit"
 python -m training.export "$out/grpo-exit/final" "$out/ship/edge-grpo-exit"
 llm "$out/ship/edge-grpo-exit" grpo-exit 2
 
@@ -58,4 +62,5 @@ evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --see
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
 python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit}-val.json --vs "$sft" --vs momentum
-python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" --out "$out/grpo_curves.png"
+python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" \
+  --out "$out/grpo_curves.png"

@@ -526,8 +526,9 @@ def next_command(config: GRPORunConfig, result: GRPOResult) -> str:
     """The ``evaluate`` line for the trained adapter (``best/``, else ``final/``) and how long it takes."""
     adapter = result.output_dir / (BEST_DIR if result.best else FINAL_DIR)
     tokens = config.max_completion_length or GRPO_SIZES["cpu"].max_completion_length
+    market = f"--data {config.data} " if config.data else ""  # the market it was trained on, not NIFTY's
     command = (
-        f"evaluate --agent llm:{config.model}@{adapter} hold rsi --task {config.task} --split val "
+        f"evaluate --agent llm:{config.model}@{adapter} hold rsi {market}--task {config.task} --split val "
         f"--episodes 50 {'--think ' if config.think else ''}--max-new-tokens {tokens}"
     )
     estimate = cpu_evaluate_estimate(config.task, 50, zero_shot=0, adapters=1)

@@ -5,6 +5,7 @@ finding 4, issue 20 item 7). The trainer itself is exercised by tests/training/g
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -74,4 +75,6 @@ def test_next_command_evaluates_best_or_final_and_says_how_long(tmp_path):
     hint = grpo.next_command(config, result)
     assert f"llm:smollm2-135m@{tmp_path / 'final'}" in hint and "--think" in hint and "about 23 min" in hint
     best = grpo.next_command(config, grpo.GRPOResult(tmp_path, "base", 3, {"step": 3}, [], tmp_path, 1.0))
-    assert f"@{tmp_path / 'best'} " in best
+    assert f"@{tmp_path / 'best'} " in best and "--data" not in best
+    edge = grpo.next_command(replace(config, data="synthetic:edge", think=False), result)
+    assert "--data synthetic:edge --task easy" in edge and "--think" not in edge
