@@ -49,7 +49,7 @@ llm "$out/ship/edge-grpo" grpo 1
 # Design 3, what the first two pointed to: 8 states x 8 answers a step (groups rarely flat), a lower lr with
 # clip-higher, and each decision credited with its own 3-day horizon against HOLD (--continuation exit: what
 # it left is kept 3 days, then everything is sold), so a BUY is paid for the move it was made for. 20 steps
-# (140 s a step on 2 idle threads), from the shipped fp16 SFT adapter (as measured in docs/grpo.md).
+# (about 220 s a step on 2 idle threads), from the shipped fp16 SFT adapter (as measured in docs/grpo.md).
 OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${grpo_options[@]}" --num-generations 8 \
   --prompts-per-step 8 --learning-rate 3e-5 --epsilon-high 0.28 --max-steps 20 --save-steps 5 \
   --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-exit"
