@@ -137,6 +137,7 @@ class GRPORunConfig:
     max_completion_length: int | None = None
     prompts_per_step: int | None = None
     invalid_reward: float = -0.1
+    flat_groups: str = "drop"
 
     def sizes(self, profile: TrainingProfile) -> GRPOSizes:
         base = GRPO_SIZES[profile.name]
@@ -182,6 +183,56 @@ def share_prompt_prefix(model: Any) -> None:
 
     if not isinstance(model.generate, partial):  # once per model, whatever the rounds
         model.generate = partial(generate_sharing_prefix, model, generate=model.generate)
+
+
+FLAT_GROUPS = ("drop", "keep")
+
+
+def drop_flat_groups(output: dict[str, Any], group_size: int, gather: Any = None) -> float:
+    """Leave the groups whose rewards were all equal out of the loss (DAPO's dynamic sampling, filter half).
+
+    ``output`` is what TRL's ``_generate_and_score_completions`` returns for this process: rows in groups
+    of ``group_size`` consecutive completions of one prompt. A flat group's completions share one advantage
+    (equal rewards minus their own mean: 0, up to float rounding), so with ``beta=0`` they carry no gradient;
+    but a token-normalised loss (``dapo``, ``bnpo``, ``cispo``) still counts their tokens, so the more groups
+    go flat the smaller every step gets. Their completion masks are zeroed, their advantages set to exactly 0
+    and ``num_items_in_batch`` (``gather``: the accelerator's, across processes) recounted from what is left,
+    so a step's size follows the groups that carry a signal. Refilling flat groups with new prompts (the
+    other half of dynamic sampling) is not done: the step trains on fewer groups instead. Returns the
+    dropped share.
+    """
+    import torch
+
+    advantages, mask = output["advantages"], output["completion_mask"]
+    if advantages.numel() % group_size:
+        raise ValueError(f"{advantages.numel()} completions do not split into groups of {group_size}")
+    groups = advantages.view(-1, group_size)
+    flat = (groups == groups[:, :1]).all(dim=1).repeat_interleave(group_size)
+    output["advantages"] = torch.where(flat, torch.zeros_like(advantages), advantages)
+    output["completion_mask"] = mask * (~flat).unsqueeze(1).to(mask.dtype)
+    loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
+    count = loss_mask.sum()
+    output["num_items_in_batch"] = gather(count).sum() if gather is not None else count
+    return float(flat.float().mean())
+
+
+def trainer_class(flat_groups: str) -> type:
+    """TRL's ``GRPOTrainer``, or with ``drop``: a subclass applying ``drop_flat_groups`` to every batch."""
+    from trl import GRPOTrainer
+
+    if flat_groups not in FLAT_GROUPS:
+        raise GRPOConfigError(f"unknown flat_groups {flat_groups!r}; expected one of {FLAT_GROUPS}")
+    if flat_groups == "keep":
+        return GRPOTrainer
+
+    class FlatGroupsDroppedGRPOTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+            output = super()._generate_and_score_completions(inputs)
+            share = drop_flat_groups(output, self.num_generations, self.accelerator.gather)
+            self._metrics["train" if self.model.training else "eval"]["flat_rows_dropped"].append(share)
+            return output
+
+    return FlatGroupsDroppedGRPOTrainer
 
 
 def _require_vllm(mode: str) -> None:
@@ -268,7 +319,6 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     import_unsloth_first()  # before TRL and transformers, so that its patches apply
     quiet_checkpointing_alias()
     from transformers import set_seed
-    from trl import GRPOTrainer
 
     from llm_agent.prompts import fit_prompts
     from training.distributed import main_process_mlflow as mlflow  # accelerate: log from rank 0 only
@@ -298,7 +348,8 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
         "exit_days": config.exit_days,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
-        "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "data": config.data or "nifty",
+        "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "flat_groups": config.flat_groups,
+        "data": config.data or "nifty",
         "policy_every": config.policy_every, "policy_episodes": config.policy_episodes,
         "trl_version": _trl_version(),
         "resumed_from": checkpoint or "", **{f"grpo_{k}": v for k, v in asdict(sizes).items()},
@@ -315,7 +366,7 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
             if config.policy_every > 0:  # states the policy being trained reaches now (seeded by the step)
                 dataset = policy_dataset(config, sizes, replace(loaded, model=model), start)
                 mlflow.log_metric("policy_prompt_rows", len(dataset), step=start)
-            trainer = GRPOTrainer(
+            trainer = trainer_class(config.flat_groups)(
                 model=model,
                 reward_funcs=[reward],
                 args=grpo_config(replace(config, max_steps=end), profile, sizes, on_gpu),
@@ -489,6 +540,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument(
         "--epsilon-high", type=float, help="upper ratio clip (clip-higher; DAPO 0.28); default: epsilon"
+    )
+    opt.add_argument(
+        "--flat-groups",
+        default="drop",
+        choices=FLAT_GROUPS,
+        help="drop: groups whose rewards are all equal leave the loss and its token count (dynamic sampling "
+        "without refill; token-normalised losses); keep: TRL's behaviour",
     )
     opt.add_argument("--loss-type", default="dapo", help="TRL loss aggregation (dapo, grpo, dr_grpo, bnpo)")
     opt.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the completions")

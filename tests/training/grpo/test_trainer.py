@@ -12,10 +12,18 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.grpo.monitor import CollapseMonitor, plot_reward_curve
 from training.grpo.prompts import PromptSetConfig, collect_rows
-from training.grpo.trainer import GRPOConfigError, main, resume_checkpoint, share_prompt_prefix
+from training.grpo.trainer import (
+    GRPOConfigError,
+    drop_flat_groups,
+    main,
+    resume_checkpoint,
+    share_prompt_prefix,
+)
 
 # One prompt: decision 0 of train episode 0 (seed 0), reached by the RSI agent.
 PROMPT_ARGS = ["--prompt-episodes", "1", "--prompt-stride", "20", "--experts", "rsi", "--task", "easy"]
@@ -135,11 +143,13 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
     runs = mlflow.search_runs(experiment_names=["nifty-rl-grpo"])
     assert len(runs) == 2
     logged = {c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.")}
-    wanted = {"reward", "reward_std", "frac_reward_zero_std", "env/hold_share", "env/invalid_share"}
+    wanted = {"reward", "reward_std", "frac_reward_zero_std", "env/hold_share", "env/invalid_share",
+              "flat_rows_dropped"}  # fmt: skip
     assert wanted | {"completions/mean_length", "val_score", "collapse_streak"} <= logged
     assert "kl" not in logged, "beta=0 by default: no reference model, no KL"
     params = runs.iloc[0]
     assert (params["params.scale_rewards"], params["params.beta"]) == ("batch", "0.0")
+    assert params["params.flat_groups"] == "drop"
 
 
 @pytest.mark.slow
@@ -241,6 +251,46 @@ def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
     higher = grpo_config(GRPORunConfig(epsilon_high=0.28, scale_rewards="none"), profile, GRPO_SIZES["cpu"],
                          on_gpu=False)  # fmt: skip
     assert (higher.epsilon_high, higher.scale_rewards) == (0.28, "none")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    level=st.integers(-100, 100),
+    other=st.lists(st.integers(-100, 100), min_size=4, max_size=4, unique=True),
+    scale=st.sampled_from(["batch", "none", "group"]),
+)
+def test_flat_groups_leave_the_loss_and_its_token_count(level, other, scale):
+    import torch
+
+    # TRL's arithmetic in float32: a flat group's advantage is its reward minus its own mean, not always 0.0
+    rewards = torch.tensor([level / 100] * 4 + [o / 100 for o in other], dtype=torch.float32)
+    centred = rewards - rewards.view(-1, 4).mean(dim=1).repeat_interleave(4)
+    std = {"none": None, "batch": rewards.std(), "group": rewards.view(-1, 4).std(dim=1).repeat_interleave(4)}
+    advantages = centred if scale == "none" else centred / (std[scale] + 1e-4)
+    mask = torch.ones(8, 5, dtype=torch.int64)
+    mask[5, 3:] = 0  # a shorter completion in the informative group
+    output = {"advantages": advantages, "completion_mask": mask, "num_items_in_batch": mask.sum()}
+
+    assert drop_flat_groups(output, 4) == 0.5
+    assert (output["advantages"][:4] == 0.0).all(), "exactly no gradient from the flat group"
+    assert torch.equal(output["advantages"][4:], advantages[4:])
+    assert output["completion_mask"][:4].sum() == 0 and torch.equal(output["completion_mask"][4:], mask[4:])
+    # the token-normalised loss now divides by the informative group's 18 tokens, not by all 38
+    assert int(output["num_items_in_batch"]) == 18
+
+
+def test_flat_groups_choose_trls_trainer_or_the_dropping_subclass():
+    import torch
+    from trl import GRPOTrainer
+
+    from training.grpo.trainer import trainer_class
+
+    assert trainer_class("keep") is GRPOTrainer
+    assert issubclass(trainer_class("drop"), GRPOTrainer) and trainer_class("drop") is not GRPOTrainer
+    with pytest.raises(GRPOConfigError, match="flat_groups"):
+        trainer_class("refill")
+    with pytest.raises(ValueError, match="groups of 4"):
+        drop_flat_groups({"advantages": torch.zeros(6), "completion_mask": None}, 4)
 
 
 @pytest.mark.parametrize(
