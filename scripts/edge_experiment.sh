@@ -4,8 +4,8 @@
 # smollm2-135m -> three GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
 # credit against HOLD; 3-day exit credit with larger groups) -> the adapters shipped as fp16 (python -m
 # training.export; the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO
-# and the baselines on the same 200 val episodes, paired. About 3.5 hours on an idle 2-core machine (two jobs
-# at a time where they can). Arguments: the output folder (default runs/edge) and the PPO run to show beside
+# and the baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 4.5 hours
+# on an idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default runs/edge) and the PPO run to show beside
 # them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge --output-dir
 # runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
@@ -27,7 +27,7 @@ python -m training.export "$out/sft-edge/adapter" "$out/ship/edge-sft"
 llm() {
   OMP_NUM_THREADS="$3" evaluate --agent "llm:smollm2-135m@$1" "${edge[@]}" --split val --episodes 200 \
     --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-val.json" --out-dir "$out/eval" \
-    --run-name "$2-val" --no-plots
+    --run-name "$2-val" --no-plots "${@:4}"
 }
 # --flat-groups keep: the three designs ran before flat groups left the loss's token count (docs/grpo.md)
 grpo_options=("${edge[@]}" --profile cpu --no-think --max-completion-length 16 --save-steps 10
@@ -56,12 +56,18 @@ OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${grpo_options[@]}"
   --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-exit"
 python -m training.export "$out/grpo-exit/final" "$out/ship/edge-grpo-exit"
 llm "$out/ship/edge-grpo-exit" grpo-exit 2
+# The policy GRPO trains is the sampled one (temperature 1): SFT and design 3 sampled, each day's draw
+# seeded, to see whether greedy decoding hides a gain (docs/grpo.md: it did not; about an hour each).
+llm "$out/ship/edge-sft" sft-t1 1 --temperature 1 --no-baselines &
+llm "$out/ship/edge-grpo-exit" grpo-exit-t1 1 --temperature 1 --no-baselines
+wait
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit}-val.json --vs "$sft" --vs momentum
+python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1}-val.json --vs "$sft" \
+  --vs "$sft+t1" --vs momentum
 python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" \
   --out "$out/grpo_curves.png"
