@@ -5,8 +5,8 @@
 # credit against HOLD; 3-day exit credit with larger groups) -> the adapters shipped as fp16 (python -m
 # training.export; the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO
 # and the baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 4.5 hours
-# on an idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default runs/edge) and the PPO run to show beside
-# them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge --output-dir
+# on an idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default
+# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge --output-dir
 # runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
