@@ -6,8 +6,8 @@
 # training.export; the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO
 # and the baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 4.5 hours
 # on an idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default
-# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge --output-dir
-# runs/ppo-edge-easy`; skipped when absent).
+# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with `train-ppo
+# --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(bash scripts/setup.sh | tail -n 1)"
