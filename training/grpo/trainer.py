@@ -198,8 +198,9 @@ def drop_flat_groups(output: dict[str, Any], group_size: int, gather: Any = None
     go flat the smaller every step gets. Their completion masks are zeroed, their advantages set to exactly 0
     and ``num_items_in_batch`` (``gather``: the accelerator's, across processes) recounted from what is left,
     so a step's size follows the groups that carry a signal. Refilling flat groups with new prompts (the
-    other half of dynamic sampling) is not done: the step trains on fewer groups instead. Returns the
-    dropped share.
+    other half of dynamic sampling) is not done: the step trains on fewer groups instead. With ``beta`` > 0
+    a flat group's KL term leaves with it, as in DAPO, which drops such groups whole. Returns the dropped
+    share.
     """
     import torch
 
