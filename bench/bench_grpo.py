@@ -1,8 +1,10 @@
 """Seconds per GRPO optimizer step on the CPU: the real ``train-grpo`` run, timed step by step.
 
 Run: ``OMP_NUM_THREADS=1 python bench/bench_grpo.py`` (``--beta 0.04`` for the old KL default,
-``--threads 2``, ``--adapter runs/sft-easy/adapter`` to start from an SFT adapter, ``--no-think`` when that
-adapter answers with the action lines alone, ``--json out.json``).
+``--threads 2``, ``--no-share-prompts`` for TRL's own training pass, ``--prompts-per-step 8 --data
+synthetic:edge`` for the shape of the edge experiment's design 3, ``--adapter runs/sft-easy/adapter`` to
+start from an SFT adapter, ``--no-think`` when that adapter answers with the action lines alone,
+``--json out.json``).
 
 One step: one easy-task prompt (a train state of the RSI agent), ``--num-generations`` completions of at
 most ``--max-completion-length`` tokens sampled, scored by the env reward, then the policy's
@@ -32,6 +34,14 @@ def make_parser() -> argparse.ArgumentParser:
     add("--num-generations", type=int, default=8)
     add("--max-completion-length", type=int, default=64)
     add("--beta", type=float, default=0.0, help="KL coefficient (> 0 adds the reference model's pass)")
+    add("--prompts-per-step", type=int, default=1, help="groups per optimizer step")
+    add("--data", help="market data: NIFTY (default), synthetic:edge")
+    add(
+        "--share-prompts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each prompt computed once in the training pass (train-grpo's CPU default)",
+    )
     add("--threads", type=int, default=1, help="torch threads (1 when another job shares the machine)")
     add("--adapter", help="LoRA adapter to start from (default: a new LoRA on the base model)")
     add("--model", default="smollm2-135m")
@@ -76,8 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model=args.model, adapter=args.adapter, task="easy", max_steps=args.steps,
             output_dir=f"{tmp}/grpo", num_generations=args.num_generations, profile="cpu",
             save_steps=10_000, eval_every=0, eval_episodes=0, prompt_episodes=4, experts=("rsi",),
-            beta=args.beta, max_completion_length=args.max_completion_length, prompts_per_step=1,
-            think=args.think,
+            beta=args.beta, max_completion_length=args.max_completion_length,
+            prompts_per_step=args.prompts_per_step, think=args.think, data=args.data,
+            share_prompts=args.share_prompts,
         )  # fmt: skip
         load_before = os.getloadavg()[0]
         train(config, callbacks=[timer])
@@ -91,6 +102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps_timed": len(timed),
         "beta": args.beta,
         "num_generations": args.num_generations,
+        "prompts_per_step": args.prompts_per_step,
+        "share_prompts": args.share_prompts,
+        "data": args.data or "nifty",
         "max_completion_length": args.max_completion_length,
         "think": args.think,
         "torch_threads": torch.get_num_threads(),

@@ -297,7 +297,7 @@ def generate_sharing_prefix(
     width = input_ids.shape[1]  # a caller may pad beyond the longest row (TRL's pad_to_multiple_of)
     input_ids, attention_mask = _pad_after_prefix(rows, shared, 0, input_ids.device, width)  # pads are masked
     return generate(
-        input_ids=input_ids, attention_mask=attention_mask, **{_cache_keyword(model): cache}, **options
+        input_ids=input_ids, attention_mask=attention_mask, **{cache_keyword(model): cache}, **options
     )
 
 
@@ -317,14 +317,14 @@ def _prefix_cache(model: Any, prefix_ids: Any, n_rows: int) -> Any:
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    model(input_ids=prefix_ids, use_cache=True, **{_cache_keyword(model): cache})
+    model(input_ids=prefix_ids, use_cache=True, **{cache_keyword(model): cache})
     if cache.get_seq_length() != prefix_ids.shape[1]:
         return None
     cache.batch_repeat_interleave(n_rows)
     return cache
 
 
-def _cache_keyword(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
     """``cache`` from transformers 5.25 on, ``past_key_values`` before (the Kaggle stack's 5.17)."""
     import inspect
 

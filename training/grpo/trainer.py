@@ -138,6 +138,15 @@ class GRPORunConfig:
     prompts_per_step: int | None = None
     invalid_reward: float = -0.1
     flat_groups: str = "drop"
+    share_prompts: bool | None = None  # None: on for the cpu profile (see shares_prompts)
+
+    def shares_prompts(self, profile: TrainingProfile) -> bool:
+        """Whether the training pass computes each prompt once (``training.grpo.shared_prompt``): by
+        default on the CPU, where that pass is most of a step; GPU profiles keep TRL's tiled fused head
+        (it never materialises the completions' logits) unless asked; never with gradient checkpointing,
+        which fills no cache."""
+        wanted = profile.name == "cpu" if self.share_prompts is None else self.share_prompts
+        return wanted and not profile.gradient_checkpointing
 
     def sizes(self, profile: TrainingProfile) -> GRPOSizes:
         base = GRPO_SIZES[profile.name]
@@ -217,23 +226,46 @@ def drop_flat_groups(output: dict[str, Any], group_size: int, gather: Any = None
     return float(flat.float().mean())
 
 
-def trainer_class(flat_groups: str) -> type:
-    """TRL's ``GRPOTrainer``, or with ``drop``: a subclass applying ``drop_flat_groups`` to every batch."""
+def trainer_class(flat_groups: str, share_prompts: bool = False) -> type:
+    """TRL's ``GRPOTrainer``, or a subclass: with ``drop``, applying ``drop_flat_groups`` to every batch;
+    with ``share_prompts``, scoring the completions with each prompt computed once."""
     from trl import GRPOTrainer
 
     if flat_groups not in FLAT_GROUPS:
         raise GRPOConfigError(f"unknown flat_groups {flat_groups!r}; expected one of {FLAT_GROUPS}")
-    if flat_groups == "keep":
-        return GRPOTrainer
+    trainer: type = GRPOTrainer
+    if flat_groups == "drop":
 
-    class FlatGroupsDroppedGRPOTrainer(GRPOTrainer):
-        def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
-            output = super()._generate_and_score_completions(inputs)
-            share = drop_flat_groups(output, self.num_generations, self.accelerator.gather)
-            self._metrics["train" if self.model.training else "eval"]["flat_rows_dropped"].append(share)
-            return output
+        class FlatGroupsDroppedGRPOTrainer(trainer):  # type: ignore[valid-type,misc]
+            def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+                output = super()._generate_and_score_completions(inputs)
+                share = drop_flat_groups(output, self.num_generations, self.accelerator.gather)
+                self._metrics["train" if self.model.training else "eval"]["flat_rows_dropped"].append(share)
+                return output
 
-    return FlatGroupsDroppedGRPOTrainer
+        trainer = FlatGroupsDroppedGRPOTrainer
+    if share_prompts:
+
+        class SharedPromptGRPOTrainer(trainer):  # type: ignore[valid-type,misc]
+            def _get_per_token_logps_and_entropies(  # TRL's signature; images and MoE go to TRL's forward
+                self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                compute_entropy=False, compute_aux_loss=False, **extras,
+            ):  # fmt: skip
+                from training.grpo.shared_prompt import shared_prompt_logps
+
+                if not compute_aux_loss and all(value is None for value in extras.values()):
+                    with self.accelerator.autocast():
+                        scored = shared_prompt_logps(model, input_ids, attention_mask, logits_to_keep,
+                                                     self.temperature, compute_entropy)  # fmt: skip
+                    if scored is not None:
+                        return (*scored, None)
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy,
+                    compute_aux_loss, **extras,
+                )  # fmt: skip
+
+        trainer = SharedPromptGRPOTrainer
+    return trainer
 
 
 def _require_vllm(mode: str) -> None:
@@ -242,6 +274,22 @@ def _require_vllm(mode: str) -> None:
 
     if message := missing_vllm_message(mode):
         raise MissingDependencyError(message)
+
+
+def batch_layout(sizes: GRPOSizes, share_prompts: bool) -> dict[str, int]:
+    """TRL's micro-batch and accumulation for one optimizer step of ``prompts_per_step`` groups.
+
+    TRL's own forward: one group per forward/backward pass, the groups of a step accumulated, the same
+    optimizer step as one big batch in the memory of one group (a T4 cannot fit 2 x 8 sequences of a 7B
+    model at once). Each prompt computed once: the whole step in one pass, since TRL shuffles a step's rows
+    before splitting it into passes and a pass of 8 rows from 8 groups would share almost nothing (the
+    same gradient either way: the token-normalised loss divides by the step's count).
+    """
+    rows = sizes.num_generations * sizes.prompts_per_step
+    if share_prompts:
+        return {"per_device_train_batch_size": rows, "gradient_accumulation_steps": 1}
+    return {"per_device_train_batch_size": sizes.num_generations,
+            "gradient_accumulation_steps": sizes.prompts_per_step}  # fmt: skip
 
 
 def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSizes, on_gpu: bool) -> Any:
@@ -253,10 +301,7 @@ def grpo_config(config: GRPORunConfig, profile: TrainingProfile, sizes: GRPOSize
         max_steps=config.max_steps,
         seed=config.seed,
         data_seed=config.seed,
-        # one group per forward/backward pass, the groups of a step accumulated: the same optimizer step as
-        # one big batch, in the memory of one group (a T4 cannot fit 2 x 8 sequences of a 7B model at once)
-        per_device_train_batch_size=sizes.num_generations,
-        gradient_accumulation_steps=sizes.prompts_per_step,
+        **batch_layout(sizes, config.shares_prompts(profile)),
         num_generations=sizes.num_generations,
         max_completion_length=sizes.max_completion_length,
         temperature=config.temperature,
@@ -350,7 +395,7 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
         "exit_days": config.exit_days,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
         "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "flat_groups": config.flat_groups,
-        "data": config.data or "nifty",
+        "share_prompts": config.shares_prompts(profile), "data": config.data or "nifty",
         "policy_every": config.policy_every, "policy_episodes": config.policy_episodes,
         "trl_version": _trl_version(),
         "resumed_from": checkpoint or "", **{f"grpo_{k}": v for k, v in asdict(sizes).items()},
@@ -367,7 +412,7 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
             if config.policy_every > 0:  # states the policy being trained reaches now (seeded by the step)
                 dataset = policy_dataset(config, sizes, replace(loaded, model=model), start)
                 mlflow.log_metric("policy_prompt_rows", len(dataset), step=start)
-            trainer = trainer_class(config.flat_groups)(
+            trainer = trainer_class(config.flat_groups, config.shares_prompts(profile))(
                 model=model,
                 reward_funcs=[reward],
                 args=grpo_config(replace(config, max_steps=end), profile, sizes, on_gpu),
@@ -548,6 +593,13 @@ def make_parser() -> argparse.ArgumentParser:
         choices=FLAT_GROUPS,
         help="drop: groups whose rewards are all equal leave the loss and its token count (dynamic sampling "
         "without refill; token-normalised losses); keep: TRL's behaviour",
+    )
+    parser.add_argument(
+        "--share-prompts",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score a step's completions with each prompt computed once (the same gradient; default: on "
+        "for --profile cpu, where it is most of a step's time; the completions' logits are materialised)",
     )
     opt.add_argument("--loss-type", default="dapo", help="TRL loss aggregation (dapo, grpo, dr_grpo, bnpo)")
     opt.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the completions")

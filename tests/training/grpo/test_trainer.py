@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,7 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
     assert "kl" not in logged, "beta=0 by default: no reference model, no KL"
     params = runs.iloc[0]
     assert (params["params.scale_rewards"], params["params.beta"]) == ("batch", "0.0")
-    assert params["params.flat_groups"] == "drop"
+    assert (params["params.flat_groups"], params["params.share_prompts"]) == ("drop", "True")  # CPU default
 
 
 @pytest.mark.slow
@@ -291,6 +292,31 @@ def test_flat_groups_choose_trls_trainer_or_the_dropping_subclass():
         trainer_class("refill")
     with pytest.raises(ValueError, match="groups of 4"):
         drop_flat_groups({"advantages": torch.zeros(6), "completion_mask": None}, 4)
+
+
+def test_the_cpu_profile_computes_each_prompt_once_in_one_pass_per_step():
+    """On the CPU a step's 8 x 8 rows go through one training pass that computes each prompt once (TRL
+    shuffles a step's rows before splitting them into passes, so a pass of 8 would share almost nothing);
+    GPU profiles and ``--no-share-prompts`` keep TRL's one group per pass."""
+    from trl import GRPOTrainer
+
+    from training.grpo.trainer import GRPO_SIZES, GRPORunConfig, grpo_config, trainer_class
+    from training.profiles import get_profile
+
+    cpu, t4 = get_profile("cpu"), get_profile("t4")
+    sizes = replace(GRPO_SIZES["cpu"], num_generations=8, prompts_per_step=8)
+    shared = grpo_config(GRPORunConfig(), cpu, sizes, on_gpu=False)
+    assert (shared.per_device_train_batch_size, shared.gradient_accumulation_steps) == (64, 1)
+    own = grpo_config(GRPORunConfig(share_prompts=False), cpu, sizes, on_gpu=False)
+    assert (own.per_device_train_batch_size, own.gradient_accumulation_steps) == (8, 8)
+    assert shared.generation_batch_size == own.generation_batch_size == 64  # the same step
+    assert not GRPORunConfig().shares_prompts(t4)  # its default, and gradient checkpointing fills no cache
+    assert not GRPORunConfig(share_prompts=True).shares_prompts(t4)
+    for flat_groups in ("keep", "drop"):
+        trainer = trainer_class(flat_groups, share_prompts=True)
+        assert trainer.__mro__[1].__name__ == trainer_class(flat_groups).__name__  # atop the flat groups
+        own_forward = GRPOTrainer._get_per_token_logps_and_entropies
+        assert trainer._get_per_token_logps_and_entropies is not own_forward
 
 
 @pytest.mark.parametrize(
