@@ -29,9 +29,10 @@ llm() {
     --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-val.json" --out-dir "$out/eval" \
     --run-name "$2-val" --no-plots "${@:4}"
 }
-# --flat-groups keep: the three designs ran before flat groups left the loss's token count (docs/grpo.md)
+# --flat-groups keep, --no-share-prompts: the three designs ran before flat groups left the loss's token
+# count and before each prompt was computed once in the training pass (docs/grpo.md)
 grpo_options=("${edge[@]}" --profile cpu --no-think --max-completion-length 16 --save-steps 10
-  --eval-episodes 0 --flat-groups keep)
+  --eval-episodes 0 --flat-groups keep --no-share-prompts)
 grpo=(train-grpo --adapter "$out/sft-edge/adapter" "${grpo_options[@]}")
 # Design 1, on-policy counterfactual credit: states the policy reaches (refreshed every 10 steps), each
 # decision credited with its effect on the episode the policy really played; 2 states x 8 answers a step.
