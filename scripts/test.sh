@@ -8,4 +8,4 @@ ruff check .
 ruff format --check .
 python -m pytest -q \
   --cov=data --cov=market_env --cov=llm_agent --cov=training --cov=eval \
-  --cov-report=term-missing:skip-covered --cov-fail-under=90 "$@"
+  --cov-report=term-missing:skip-covered --cov-fail-under=90 --durations=20 "$@"
