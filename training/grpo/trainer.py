@@ -34,7 +34,7 @@ from typing import Any
 
 from market_env.tasks import TASK_NAMES
 from market_env.versions import ENV_VERSIONS
-from training.distributed import VLLM_MODES, vllm_config_kwargs
+from training.distributed import VLLM_MODES, vllm_config_kwargs, world_size
 
 # where a run's adapters and val history go: one module the trainer and its monitor both import
 from training.grpo.outputs import BEST_DIR, FINAL_DIR, save_adapter
@@ -144,9 +144,10 @@ class GRPORunConfig:
         """Whether the training pass computes each prompt once (``training.grpo.shared_prompt``): by
         default on the CPU, where that pass is most of a step; GPU profiles keep TRL's tiled fused head
         (it never materialises the completions' logits) unless asked; never with gradient checkpointing,
-        which fills no cache."""
+        which fills no cache, nor under DDP (``accelerate launch``: the wrapped model would run two forward
+        passes for one backward)."""
         wanted = profile.name == "cpu" if self.share_prompts is None else self.share_prompts
-        return wanted and not profile.gradient_checkpointing
+        return wanted and not profile.gradient_checkpointing and world_size() == 1
 
     def sizes(self, profile: TrainingProfile) -> GRPOSizes:
         base = GRPO_SIZES[profile.name]

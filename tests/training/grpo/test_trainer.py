@@ -294,7 +294,7 @@ def test_flat_groups_choose_trls_trainer_or_the_dropping_subclass():
         drop_flat_groups({"advantages": torch.zeros(6), "completion_mask": None}, 4)
 
 
-def test_the_cpu_profile_computes_each_prompt_once_in_one_pass_per_step():
+def test_the_cpu_profile_computes_each_prompt_once_in_one_pass_per_step(monkeypatch):
     """On the CPU a step's 8 x 8 rows go through one training pass that computes each prompt once (TRL
     shuffles a step's rows before splitting them into passes, so a pass of 8 would share almost nothing);
     GPU profiles and ``--no-share-prompts`` keep TRL's one group per pass."""
@@ -312,6 +312,8 @@ def test_the_cpu_profile_computes_each_prompt_once_in_one_pass_per_step():
     assert shared.generation_batch_size == own.generation_batch_size == 64  # the same step
     assert not GRPORunConfig().shares_prompts(t4)  # its default, and gradient checkpointing fills no cache
     assert not GRPORunConfig(share_prompts=True).shares_prompts(t4)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under DDP: TRL's own pass (the wrapped model, one forward)
+    assert not GRPORunConfig().shares_prompts(cpu)
     for flat_groups in ("keep", "drop"):
         trainer = trainer_class(flat_groups, share_prompts=True)
         assert trainer.__mro__[1].__name__ == trainer_class(flat_groups).__name__  # atop the flat groups
