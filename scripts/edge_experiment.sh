@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The edge-market learning experiment of docs/grpo.md, from nothing: does GRPO improve on SFT where there is
 # something to learn? SFT data from the trend expert (answers are the action lines alone) -> SFT of
-# smollm2-135m -> three GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
-# credit against HOLD; 3-day exit credit with larger groups) -> the adapters shipped as fp16 (python -m
-# training.export; the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO
-# and the baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 4.5 hours
-# on an idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default
-# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with `train-ppo
-# --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
+# smollm2-135m -> four GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
+# credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer) -> the
+# adapters shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT,
+# GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design
+# 3 also sampled). About 7 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
+# the output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy;
+# train it with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when
+# absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(bash scripts/setup.sh | tail -n 1)"
@@ -62,13 +63,23 @@ llm "$out/ship/edge-grpo-exit" grpo-exit 2
 llm "$out/ship/edge-sft" sft-t1 1 --temperature 1 --no-baselines &
 llm "$out/ship/edge-grpo-exit" grpo-exit-t1 1 --temperature 1 --no-baselines
 wait
+# Design 4: design 3 at twice the learning rate, for longer, with the current defaults (each prompt computed
+# once, flat groups out of the loss's count), the adapter picked on 16 val episodes of other seeds (1000+)
+# every 10 steps. About 60 s a step on 2 idle threads. The run in docs/grpo.md was stopped after step 57
+# (its best/ is step 40's); this one runs all 100 steps, so its best/ may come from a later step.
+OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profile cpu --no-think \
+  --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
+  --max-steps 100 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
+  --baseline hold --output-dir "$out/grpo-d4"
+python -m training.export "$out/grpo-d4/best" "$out/ship/edge-grpo-d4"
+llm "$out/ship/edge-grpo-d4" grpo-d4 2
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1}-val.json --vs "$sft" \
+python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4}-val.json --vs "$sft" \
   --vs "$sft+t1" --vs momentum
-python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" \
+python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" "$out/grpo-d4" \
   --out "$out/grpo_curves.png"

@@ -143,13 +143,12 @@ class ValSelector(TrainerCallback):
             self.evaluate(model, step)
 
     def evaluate(self, model: Any, step: int) -> dict[str, Any]:
-        from eval.harness import EvalConfig, run_evaluation
+        from eval.harness import run_evaluation
         from eval.stats import bootstrap_mean
 
         agent = PolicyAgent(replace(self.loaded, model=model), self.config.task, self.config.think,
                             self.sizes.max_completion_length, self.config.env_version)  # fmt: skip
-        episodes = EvalConfig(self.config.task, "val", self.sizes.eval_episodes, self.config.eval_seed,
-                              self.config.env_version)  # fmt: skip
+        episodes = val_episodes(self.config, self.sizes.eval_episodes)
         was_training = model.training
         model.eval()
         try:
@@ -182,6 +181,17 @@ class ValSelector(TrainerCallback):
             self.best = entry
             save_adapter(model, self.output_dir / BEST_DIR, best=entry, **self.params)
             _mlflow_log({"best_val_score": entry["score"]}, entry["step"])
+
+
+def val_episodes(config: Any, episodes: int) -> Any:
+    """The val episodes that choose ``best/``: on the market the run trains on (``--data``), seeds from
+    ``--eval-seed``. Before this took ``config.data``, a ``--data synthetic:edge`` run was selected on real
+    NIFTY val episodes, where its synthetic symbols are unknown (docs/grpo.md, design 4)."""
+    from data.synthetic import resolve_data
+    from eval.harness import EvalConfig
+
+    return EvalConfig(config.task, "val", episodes, config.eval_seed, config.env_version,
+                      data=resolve_data(config.data), data_name=config.data or "")  # fmt: skip
 
 
 def all_invalid(entry: dict[str, Any]) -> bool:

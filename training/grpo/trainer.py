@@ -460,16 +460,23 @@ def round_ends(start: int, max_steps: int, every: int) -> list[int]:
     return [*range((start // every + 1) * every, max_steps, every), max_steps]
 
 
+def policy_episode_seed(config: GRPORunConfig, step: int) -> int:
+    """Seed of the first episode the policy plays at the refresh before ``step``; the refresh plays
+    ``policy_episodes`` seeds from there, so refreshes never replay an episode (offset away from the prompt
+    set's own seeds)."""
+    return config.seed + 1_000_003 + step * config.policy_episodes
+
+
 def policy_dataset(config: GRPORunConfig, sizes: GRPOSizes, loaded: Any, step: int) -> Any:
     """Prompt states reached by the policy being trained, sampling as GRPO does, seeded by ``step``.
 
-    The episodes are new at every refresh (seeds ``seed + 1_000_003 + step * policy_episodes`` onwards),
+    The episodes are new at every refresh (seeds from :func:`policy_episode_seed` onwards),
     and the same weights, seed and step give the same rows: generation is seeded per decision day.
     """
     from training.grpo.monitor import PolicyAgent
     from training.grpo.prompts import POLICY, PromptSetConfig, build_prompt_dataset
 
-    first = config.seed + 1_000_003 + step * config.policy_episodes
+    first = policy_episode_seed(config, step)
     prompts = PromptSetConfig(config.task, config.policy_episodes, first, (POLICY,), config.prompt_stride,
                               config.think, config.env_version, data=config.data)  # fmt: skip
     agent = PolicyAgent(loaded, config.task, config.think, sizes.max_completion_length, config.env_version,

@@ -159,7 +159,7 @@ def test_on_policy_rounds_refresh_the_states_and_score_counterfactual_credit(ada
     out = tmp_path / "grpo"
     args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
     args += ["--prompts-per-step", "1", "--max-completion-length", "8", "--eval-episodes", "0"]
-    args += ["--policy-every", "1", "--policy-episodes", "2", "--max-steps", "2", "--profile", "cpu"]
+    args += ["--policy-every", "1", "--policy-episodes", "1", "--max-steps", "2", "--profile", "cpu"]
     args += ["--continuation", "recorded", "--baseline", "hold", "--prompt-stride", "5"]
     assert main(args) == 0
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
@@ -173,7 +173,7 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     from dataclasses import replace
 
     from llm_agent.models import load_model
-    from training.grpo.trainer import GRPO_SIZES, GRPORunConfig, policy_dataset
+    from training.grpo.trainer import GRPO_SIZES, GRPORunConfig, policy_dataset, policy_episode_seed
 
     loaded = load_model(f"llm:smollm2-135m@{adapter}")
     config = GRPORunConfig(policy_episodes=1, prompt_stride=10)
@@ -181,7 +181,16 @@ def test_policy_reached_states_are_reproducible_from_the_seed(adapter):
     first = policy_dataset(config, sizes, loaded, step=3)
     assert first.to_list() == policy_dataset(config, sizes, loaded, step=3).to_list()
     assert {row["expert"] for row in first} == {"policy"} and len(first) == 2
-    assert first[0]["episode"] != policy_dataset(config, sizes, loaded, step=4)[0]["episode"]
+    assert {row["episode"] for row in first} == {policy_episode_seed(config, 3)}
+
+
+@given(seed=st.integers(0, 1000), episodes=st.integers(1, 64), step=st.integers(0, 10_000))
+def test_each_refresh_plays_new_episodes(seed, episodes, step):
+    from training.grpo.trainer import GRPORunConfig, policy_episode_seed
+
+    config = GRPORunConfig(seed=seed, policy_episodes=episodes)
+    this, following = policy_episode_seed(config, step), policy_episode_seed(config, step + 1)
+    assert following == this + episodes, "the next refresh starts where this one's episodes end"
 
 
 def test_the_policy_generates_the_same_answers_after_grpo_routed_its_generate_through_the_prefix():
@@ -239,6 +248,20 @@ def test_trls_generate_shares_the_prompt_prefix_with_the_same_completion_columns
         shared = model.generate(**options)
     assert model.generate.keywords["generate"].__func__ is type(model).generate
     assert shared.shape == plain.shape and torch.equal(shared[:, width:], plain[:, width:])
+
+
+@pytest.mark.parametrize("data", ["synthetic:edge", None])
+def test_the_val_selection_plays_the_market_the_run_trains_on(data):
+    from eval.agents import make_agent
+    from eval.harness import run_evaluation
+    from training.grpo.monitor import val_episodes
+    from training.grpo.trainer import GRPORunConfig
+
+    config = GRPORunConfig(data=data, eval_seed=1000)
+    result = run_evaluation(make_agent("buy-and-hold"), val_episodes(config, 2), progress=False)
+    symbols = {symbol for episode in result.episodes for symbol in episode["symbols"]}
+    assert len(result.episodes) == 2 and symbols
+    assert all(symbol.startswith("SYN") for symbol in symbols) == (data is not None)
 
 
 def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
