@@ -2,6 +2,7 @@
 
 Run: ``python bench/grpo_curves.py runs/grpo-edge-A runs/grpo-edge-B --out docs/img/grpo_edge_curves.png``
 (each run directory's newest ``checkpoint-N/trainer_state.json`` is read; the label is the directory name).
+``--blocks 5`` also prints each run's shares averaged over blocks of 5 steps, as the tables of docs/grpo.md.
 
 The top row is each run's mean reward per step with +- one std of its completions (designs may reward on
 different scales: the episode score, or a score difference against HOLD, so each run has its own panel);
@@ -27,6 +28,41 @@ def log_history(run: Path) -> list[dict]:
         raise FileNotFoundError(f"{run} has no checkpoint-N/trainer_state.json")
     state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
     return [entry for entry in state["log_history"] if "reward" in entry]
+
+
+BLOCK_COLUMNS = {
+    "HOLD": "env/hold_share",
+    "BUY": "env/buy_share",
+    "SELL": "env/sell_share",
+    "BUY where up": "env/buy_up_share",
+    "BUY where down": "env/buy_down_share",
+    "SELL where up": "env/sell_up_share",
+    "SELL where down": "env/sell_down_share",
+    "flat groups": "env/zero_std_groups_share",
+    "mean credit": "reward",
+}
+
+
+def block_table(rows: list[dict], block: int) -> str:
+    """A markdown table of the step logs averaged over consecutive blocks of ``block`` steps."""
+    lines = ["| steps | " + " | ".join(BLOCK_COLUMNS) + " |", "|---" * (len(BLOCK_COLUMNS) + 1) + "|"]
+    last = max(row["step"] for row in rows)
+    for start in range(1, last + 1, block):
+        chunk = [row for row in rows if start <= row["step"] < start + block]
+        cells = []
+        for name, key in BLOCK_COLUMNS.items():
+            values = [row[key] for row in chunk if key in row]
+            mean = sum(values) / len(values) if values else float("nan")
+            cells.append(
+                f"{mean:+.3f}"
+                if name == "mean credit"
+                else f"{mean:.0%}"
+                if "flat" in name
+                else f"{mean:.2f}"
+            )
+        end = max(row["step"] for row in chunk)
+        lines.append(f"| {start}-{end} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(runs: list[Path], out: Path) -> Path:
@@ -65,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grpo_curves", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="train-grpo output directories")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--blocks", type=int, default=0, help="also print shares over blocks of N steps")
     args = parser.parse_args(argv)
+    for run in args.runs if args.blocks else []:
+        print(f"{run}\n{block_table(log_history(run), args.blocks)}\n")
     print(plot(args.runs, args.out))
     return 0
 
