@@ -6,9 +6,11 @@ Run: ``python bench/grpo_curves.py runs/grpo-edge-A runs/grpo-edge-B --out docs/
 
 The top row is each run's mean reward per step with +- one std of its completions (designs may reward on
 different scales: the episode score, or a score difference against HOLD, so each run has its own panel);
-the bottom row is the share of completions that hold, buy, sell or are invalid (``env/*_share``, logged by
-``training.grpo.rewards.EnvScoreReward``; an answer may both buy and sell) and, where the run logged them, the
-BUY share on states whose 5-day change is up and down (dashed: the edge market's conditional rule).
+with ``--center-actions`` the mean is the reward before centring and the band the std of the centred
+rewards; the bottom row is the share of completions that hold, buy, sell or are invalid (``env/*_share``,
+logged by ``training.grpo.rewards.EnvScoreReward``; an answer may both buy and sell) and, where the run
+logged them, the BUY share on states whose 5-day change is up and down (dashed: the edge market's
+conditional rule).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ BLOCK_COLUMNS = {
 }
 
 
+def raw_reward(row: dict) -> float:
+    """The step's mean reward as the environment scored it (before ``--center-actions`` centred it)."""
+    return row.get("env/raw_reward", row["reward"])
+
+
 def block_table(rows: list[dict], block: int) -> str:
     """A markdown table of the step logs averaged over consecutive blocks of ``block`` steps."""
     lines = ["| steps | " + " | ".join(BLOCK_COLUMNS) + " |", "|---" * (len(BLOCK_COLUMNS) + 1) + "|"]
@@ -51,7 +58,7 @@ def block_table(rows: list[dict], block: int) -> str:
         chunk = [row for row in rows if start <= row["step"] < start + block]
         cells = []
         for name, key in BLOCK_COLUMNS.items():
-            values = [row[key] for row in chunk if key in row]
+            values = [raw_reward(row) if key == "reward" else row[key] for row in chunk if key in row]
             mean = sum(values) / len(values) if values else float("nan")
             cells.append(
                 f"{mean:+.3f}"
@@ -75,7 +82,7 @@ def plot(runs: list[Path], out: Path) -> Path:
     for column, run in enumerate(runs):
         rows = log_history(run)
         steps = np.array([r["step"] for r in rows])
-        mean = np.array([r["reward"] for r in rows])
+        mean = np.array([raw_reward(r) for r in rows])
         std = np.array([r.get("reward_std", 0.0) for r in rows])
         top, bottom = axes[0][column], axes[1][column]
         top.plot(steps, mean, "o-", label="mean reward")

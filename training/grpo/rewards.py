@@ -79,6 +79,11 @@ class RewardConfig:
         exit_days: with ``continuation="exit"``, the days a decision's positions are kept (open to open)
             before everything is sold; against the HOLD baseline a BUY is then paid that many days' move
             minus its round trip's costs.
+        center_actions: subtract from each valid answer's reward the mean reward of the batch's answers of
+            the same kind (HOLD, BUY, SELL, BUY and SELL; see :func:`center_by_action`). What is left is what
+            the answer earns *on this state* beyond what it earns on average, so an action's pooled value no
+            longer moves its probability on every state at once; the price: the policy cannot learn an
+            action's unconditional worth either (docs/grpo.md, design 6).
     """
 
     task: str = "easy"
@@ -89,6 +94,7 @@ class RewardConfig:
     baseline: str = "none"
     data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
     exit_days: int = 5
+    center_actions: bool = False
 
     def __post_init__(self) -> None:
         if self.continuation not in CONTINUATIONS:
@@ -196,6 +202,23 @@ def regime_shares(prompts: Sequence[Any], sides: np.ndarray) -> dict[str, float]
     return shares
 
 
+def center_by_action(rewards: np.ndarray, valid: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Rewards minus the mean reward of the valid answers of the same kind in the batch.
+
+    The kind is the row of ``sides`` (valid HOLD, has a BUY, has a SELL). Invalid answers keep their reward
+    (below every valid one). A group's flatness is unchanged (equal rewards of one kind stay equal), and
+    the kinds' means over the batch become 0, so the summed push of a step on "BUY" regardless of state is
+    0 and only how a BUY's reward differs between states moves the policy.
+    """
+    centred = np.asarray(rewards, dtype=float).copy()
+    kinds = [tuple(row) for row in np.asarray(sides, dtype=bool)]
+    for kind in set(kinds):
+        rows = np.array([k == kind for k in kinds]) & np.asarray(valid, dtype=bool)
+        if rows.any():
+            centred[rows] -= centred[rows].mean()
+    return centred
+
+
 def sell_everything(env: market_env.BatchMarketEnv) -> list[str]:
     """One text action per slot that sells every stock the slot holds (HOLD where it holds none)."""
     shares = env.market.snapshot().shares
@@ -244,6 +267,10 @@ class EnvScoreReward:
                 log_metric(f"env/{name}_share", getattr(self.last_stats, name))
             for name, value in regime_shares(prompts, sides).items():
                 log_metric(f"env/{name}_share", value)
+            if self.config.center_actions:  # TRL logs the centred reward; this is the credit itself
+                log_metric("env/raw_reward", self.last_stats.mean)
+        if self.config.center_actions:
+            rewards = center_by_action(rewards, ~(invalid | failed), sides)
         return [float(r) for r in rewards]
 
     # ------------------------------------------------------------------------------------------ scoring

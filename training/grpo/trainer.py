@@ -123,6 +123,7 @@ class GRPORunConfig:
     experts: tuple[str, ...] = ("rsi", "random")
     continuation: str = "hold"
     exit_days: int = 5
+    center_actions: bool = False
     baseline: str = "none"
     policy_every: int = 0
     policy_episodes: int = 8
@@ -387,13 +388,14 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     dataset = build_prompt_dataset(prompts)
     reward = EnvScoreReward(RewardConfig(config.task, config.env_version, config.continuation,
                                          config.invalid_reward, sizes.num_generations, config.baseline,
-                                         config.data, config.exit_days))  # fmt: skip
+                                         config.data, config.exit_days,
+                                         config.center_actions))  # fmt: skip
     set_seed(config.seed)  # before a new LoRA's weights are drawn
     loaded, model, peft_config = load_policy(config, profile)
     params = {
         "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
-        "exit_days": config.exit_days,
+        "exit_days": config.exit_days, "center_actions": config.center_actions,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
         "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "flat_groups": config.flat_groups,
         "share_prompts": config.shares_prompts(profile), "data": config.data or "nifty",
@@ -567,6 +569,12 @@ def make_parser() -> argparse.ArgumentParser:
         choices=BASELINES,
         help="hold: reward minus the same episode with the decision replaced by HOLD (with --continuation "
         "recorded: the counterfactual credit of the decision)",
+    )
+    more.add_argument(
+        "--center-actions",
+        action="store_true",
+        help="subtract from each answer's reward the batch's mean reward of answers of its kind (HOLD, BUY, "
+        "SELL): only what depends on the state moves the policy (docs/grpo.md, design 6)",
     )
     more.add_argument(
         "--policy-every",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from training.grpo.rewards import (
     EnvScoreReward,
     GroupMismatchError,
     RewardConfig,
+    center_by_action,
     check_groups,
     completion_text,
     group_advantages,
@@ -433,3 +435,48 @@ def test_regime_shares_split_buy_and_sell_by_the_prompts_5_day_change(rows):
     several = content.replace(row_line, row_line + "\nOTHER" + row_line[len(up[0]["symbols"][0]) :])
     assert momentum_up([{"role": "user", "content": several}]) is None
     assert regime_shares([[{"role": "user", "content": "no table"}]], sides[:1]) == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.floats(-1, 1), st.sampled_from([(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 0, 0)])),
+        min_size=1,
+        max_size=24,
+    )
+)
+def test_centring_zeroes_each_kinds_batch_mean_and_keeps_its_differences(data):
+    rewards = np.array([r for r, _ in data])
+    sides = np.array([kind for _, kind in data], dtype=bool)
+    valid = sides.any(axis=1)  # (0, 0, 0): an invalid answer, which keeps its reward
+    centred = center_by_action(rewards, valid, sides)
+    assert np.array_equal(centred[~valid], rewards[~valid])
+    for kind in {tuple(row) for row in sides[valid]}:
+        rows = valid & (sides == kind).all(axis=1)
+        assert centred[rows].mean() == pytest.approx(0.0, abs=1e-12)
+        assert np.allclose(np.diff(centred[rows]), np.diff(rewards[rows]), atol=1e-12)
+
+
+def test_centred_credit_is_the_states_credit_minus_the_batchs_mean_buy_credit(rows):
+    """The reward ``--center-actions`` trains on: on real states, a BUY's credit against HOLD minus the mean
+    BUY credit of the batch; HOLD keeps 0; the raw mean is logged."""
+    flat = [row for row in rows if json.loads(row["state"])["shares"][0] == 0][:3]
+    config = RewardConfig(continuation="exit", exit_days=3, baseline="hold", num_generations=2)
+    batch = [(row, text) for row in flat for text in (f"BUY {row['symbols'][0]} 1", "HOLD")]
+    columns = {
+        "state": [row["state"] for row, _ in batch],
+        "state_hash": [row["state_hash"] for row, _ in batch],
+    }
+    prompts, texts = [row["prompt"] for row, _ in batch], [text for _, text in batch]
+    raw = np.array(EnvScoreReward(config)(prompts, texts, **columns))
+    logged = {}
+    centred = np.array(
+        EnvScoreReward(replace(config, center_actions=True))(
+            prompts, texts, log_metric=logged.__setitem__, **columns
+        )
+    )
+    buys = raw[0::2]
+    assert raw[1::2] == pytest.approx([0.0] * 3) and np.ptp(buys) > 0  # credits differ between states
+    assert centred[0::2] == pytest.approx(buys - buys.mean(), abs=1e-12)
+    assert centred[1::2] == pytest.approx([0.0] * 3, abs=1e-12)
+    assert logged["env/raw_reward"] == pytest.approx(raw.mean())

@@ -151,6 +151,7 @@ def test_two_grpo_steps_train_the_lora_and_resume_continues_the_step_count(adapt
     params = runs.iloc[0]
     assert (params["params.scale_rewards"], params["params.beta"]) == ("batch", "0.0")
     assert (params["params.flat_groups"], params["params.share_prompts"]) == ("drop", "True")  # CPU default
+    assert params["params.center_actions"] == "False"
 
 
 @pytest.mark.slow
@@ -275,6 +276,13 @@ def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
     higher = grpo_config(GRPORunConfig(epsilon_high=0.28, scale_rewards="none"), profile, GRPO_SIZES["cpu"],
                          on_gpu=False)  # fmt: skip
     assert (higher.epsilon_high, higher.scale_rewards) == (0.28, "none")
+
+
+def test_center_actions_is_off_by_default_and_a_flag_turns_it_on():
+    from training.grpo.trainer import config_from_args, make_parser
+
+    assert config_from_args(make_parser().parse_args([])).center_actions is False
+    assert config_from_args(make_parser().parse_args(["--center-actions"])).center_actions is True
 
 
 @settings(max_examples=50, deadline=None)
