@@ -2,8 +2,9 @@
 # The real-NIFTY LLM rows of docs/results.md (easy task, env 3.0.0), from nothing: SFT data from each
 # textbook expert (the card ranks them on val) -> SFT of smollm2-135m on the best one's data (bollinger) ->
 # the adapter shipped as fp16 -> PPO on the same task (the classic-RL reference) -> SFT, PPO, the expert,
-# rsi, momentum and the baselines on the same 200 val and 200 test episodes (seed 0), paired row by row.
-# Zero-shot rows: docs/results.md ("Zero-shot SmolLM2 on real NIFTY"). About 1.5 hours on an idle 2-core
+# rsi, momentum and the baselines on the same 200 val and 200 test episodes (seed 0), paired row by row ->
+# GRPO from the SFT adapter, on the same episodes.
+# Zero-shot rows: docs/results.md ("Zero-shot SmolLM2 on real NIFTY"). About 2.5 hours on an idle 2-core
 # machine. Argument: the output folder (default runs/nifty).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,19 @@ for split in val test; do
     --run-name "sft-easy-$split" > "$out/sft-easy-$split.log" 2>&1 &
 done
 wait
-python scripts/results_table.py "$out"/{rules,sft}-easy-{val,test}.json --vs rsi \
+# GRPO from the SFT adapter with design 4's settings of docs/grpo.md (8 states x 8 answers a step, 3-day exit
+# credit against HOLD, clip-higher, lr 6e-5), 20 steps, the adapter picked on 16 val episodes of seeds 1000+
+# (not the 200 of seed 0 below); about 25 minutes, then its two evaluations side by side.
+OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/nifty-sft" --task easy --profile cpu --no-think \
+  --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
+  --max-steps 20 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
+  --baseline hold --output-dir "$out/grpo-nifty"
+python -m training.export "$out/grpo-nifty/best" "$out/ship/nifty-grpo"
+for split in val test; do
+  OMP_NUM_THREADS=1 evaluate --agent "llm:smollm2-135m@$out/ship/nifty-grpo" --split "$split" "${easy[@]}" \
+    --max-new-tokens 16 --batch-size 100 --no-baselines --json "$out/grpo-easy-$split.json" \
+    --run-name "grpo-easy-$split" > "$out/grpo-easy-$split.log" 2>&1 &
+done
+wait
+python scripts/results_table.py "$out"/{rules,sft,grpo}-easy-{val,test}.json --vs rsi \
   --vs "llm:smollm2-135m@$out/ship/nifty-sft"

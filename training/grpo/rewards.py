@@ -80,10 +80,10 @@ class RewardConfig:
             before everything is sold; against the HOLD baseline a BUY is then paid that many days' move
             minus its round trip's costs.
         center_actions: subtract from each valid answer's reward the mean reward of the batch's answers of
-            the same kind (HOLD, BUY, SELL, BUY and SELL; see :func:`center_by_action`). What is left is what
-            the answer earns *on this state* beyond what it earns on average, so an action's pooled value no
-            longer moves its probability on every state at once; the price: the policy cannot learn an
-            action's unconditional worth either (docs/grpo.md, design 6).
+            the same kind (HOLD, BUY, SELL, BUY and SELL; see :func:`center_by_action`). What is paid is what
+            the answer earns *on this state* beyond what it earns on the step's other states, not an action's
+            pooled worth (which the policy then cannot learn). On the edge market this did not keep BUY from
+            moving in both regimes together (docs/grpo.md, design 6).
     """
 
     task: str = "easy"
@@ -207,8 +207,8 @@ def center_by_action(rewards: np.ndarray, valid: np.ndarray, sides: np.ndarray) 
 
     The kind is the row of ``sides`` (valid HOLD, has a BUY, has a SELL). Invalid answers keep their reward
     (below every valid one). A group's flatness is unchanged (equal rewards of one kind stay equal), and
-    the kinds' means over the batch become 0, so the summed push of a step on "BUY" regardless of state is
-    0 and only how a BUY's reward differs between states moves the policy.
+    each kind's rewards sum to 0 over the batch. The update's push on an action is not centred with them:
+    TRL weighs each state's advantages by how its group split, and the optimizer rescales the step.
     """
     centred = np.asarray(rewards, dtype=float).copy()
     kinds = [tuple(row) for row in np.asarray(sides, dtype=bool)]

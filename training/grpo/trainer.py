@@ -574,7 +574,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--center-actions",
         action="store_true",
         help="subtract from each answer's reward the batch's mean reward of answers of its kind (HOLD, BUY, "
-        "SELL): only what depends on the state moves the policy (docs/grpo.md, design 6)",
+        "SELL): pay what an answer earned on its state beyond the step's other states (docs/grpo.md)",
     )
     more.add_argument(
         "--policy-every",
