@@ -45,6 +45,9 @@ BLOCK_COLUMNS = {
 }
 
 
+CELL_FORMATS = {"flat groups": ".0%", "mean credit": "+.3f"}  # the rest are shares: .2f
+
+
 def raw_reward(row: dict) -> float:
     """The step's mean reward as the environment scored it (before ``--center-actions`` centred it)."""
     return row.get("env/raw_reward", row["reward"])
@@ -60,13 +63,7 @@ def block_table(rows: list[dict], block: int) -> str:
         for name, key in BLOCK_COLUMNS.items():
             values = [raw_reward(row) if key == "reward" else row[key] for row in chunk if key in row]
             mean = sum(values) / len(values) if values else float("nan")
-            cells.append(
-                f"{mean:+.3f}"
-                if name == "mean credit"
-                else f"{mean:.0%}"
-                if "flat" in name
-                else f"{mean:.2f}"
-            )
+            cells.append(format(mean, CELL_FORMATS.get(name, ".2f")))
         end = max(row["step"] for row in chunk)
         lines.append(f"| {start}-{end} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
