@@ -124,6 +124,7 @@ class GRPORunConfig:
     continuation: str = "hold"
     exit_days: int = 5
     center_actions: bool = False
+    project_levels: bool = False
     baseline: str = "none"
     policy_every: int = 0
     policy_episodes: int = 8
@@ -228,9 +229,11 @@ def drop_flat_groups(output: dict[str, Any], group_size: int, gather: Any = None
     return float(flat.float().mean())
 
 
-def trainer_class(flat_groups: str, share_prompts: bool = False) -> type:
+def trainer_class(flat_groups: str, share_prompts: bool = False, project_levels: bool = False) -> type:
     """TRL's ``GRPOTrainer``, or a subclass: with ``drop``, applying ``drop_flat_groups`` to every batch;
-    with ``share_prompts``, scoring the completions with each prompt computed once."""
+    with ``share_prompts``, scoring the completions with each prompt computed once; with
+    ``project_levels``, each update projected off the actions' level directions
+    (``training.grpo.level_projection``)."""
     from trl import GRPOTrainer
 
     if flat_groups not in FLAT_GROUPS:
@@ -267,6 +270,31 @@ def trainer_class(flat_groups: str, share_prompts: bool = False) -> type:
                 )  # fmt: skip
 
         trainer = SharedPromptGRPOTrainer
+    if project_levels:
+
+        class LevelProjectedGRPOTrainer(trainer):  # type: ignore[valid-type,misc]
+            def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+                from training.grpo.level_projection import UpdateProjector, first_word_token_ids
+
+                optimizer = super().create_optimizer(*args, **kwargs)
+                self.level_word_ids = first_word_token_ids(self.processing_class)
+                trainable = [p for p in self.model.parameters() if p.requires_grad]
+                metrics = self._metrics["train"]  # TRL clears it at every log: look the list up each time
+                self.level_projector = UpdateProjector(
+                    trainable, lambda share: metrics["level_share_removed"].append(share)
+                )
+                self.level_projector.attach(optimizer)
+                return optimizer
+
+            def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+                from training.grpo.level_projection import level_directions
+
+                if model.training:  # the directions of the states this micro-batch trains on
+                    self.level_projector.add_directions(level_directions(
+                        model, inputs["prompt_ids"], inputs["prompt_mask"], self.level_word_ids))  # fmt: skip
+                return super().compute_loss(model, inputs, *args, **kwargs)
+
+        trainer = LevelProjectedGRPOTrainer
     return trainer
 
 
@@ -396,6 +424,7 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
         "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
         "exit_days": config.exit_days, "center_actions": config.center_actions,
+        "project_levels": config.project_levels,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
         "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "flat_groups": config.flat_groups,
         "share_prompts": config.shares_prompts(profile), "data": config.data or "nifty",
@@ -415,7 +444,9 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
             if config.policy_every > 0:  # states the policy being trained reaches now (seeded by the step)
                 dataset = policy_dataset(config, sizes, replace(loaded, model=model), start)
                 mlflow.log_metric("policy_prompt_rows", len(dataset), step=start)
-            trainer = trainer_class(config.flat_groups, config.shares_prompts(profile))(
+            trainer = trainer_class(
+                config.flat_groups, config.shares_prompts(profile), config.project_levels
+            )(
                 model=model,
                 reward_funcs=[reward],
                 args=grpo_config(replace(config, max_steps=end), profile, sizes, on_gpu),
@@ -575,6 +606,12 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="subtract from each answer's reward the batch's mean reward of answers of its kind (HOLD, BUY, "
         "SELL): pay what an answer earned on its state beyond the step's other states (docs/grpo.md)",
+    )
+    more.add_argument(
+        "--project-levels",
+        action="store_true",
+        help="project each update off the gradients of the mean log P(BUY / SELL / HOLD) over the step's "
+        "states, so it moves how the actions differ between states and not their level (docs/grpo.md)",
     )
     more.add_argument(
         "--policy-every",

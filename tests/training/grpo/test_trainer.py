@@ -161,12 +161,16 @@ def test_on_policy_rounds_refresh_the_states_and_score_counterfactual_credit(ada
     args = [*PROMPT_ARGS, "--adapter", str(adapter), "--output-dir", str(out), "--num-generations", "4"]
     args += ["--prompts-per-step", "1", "--max-completion-length", "8", "--eval-episodes", "0"]
     args += ["--policy-every", "1", "--policy-episodes", "1", "--max-steps", "2", "--profile", "cpu"]
-    args += ["--continuation", "recorded", "--baseline", "hold", "--prompt-stride", "5"]
+    args += ["--continuation", "recorded", "--baseline", "hold", "--prompt-stride", "5", "--project-levels"]
     assert main(args) == 0
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
-    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2]
-    assert all(entry["env/failed_share"] == 0.0 for entry in state["log_history"] if "loss" in entry)
-    assert json.loads((out / "meta.json").read_text())["baseline"] == "hold"
+    steps = [entry for entry in state["log_history"] if "loss" in entry]
+    assert [entry["step"] for entry in steps] == [1, 2]
+    assert all(entry["env/failed_share"] == 0.0 for entry in steps)
+    # each round's optimizer (round 2's restored from round 1's checkpoint) projects its update
+    assert all(0.0 <= entry["level_share_removed"] <= 1.0 for entry in steps)
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["baseline"], meta["project_levels"]) == ("hold", True)
 
 
 @pytest.mark.slow
@@ -278,11 +282,13 @@ def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
     assert (higher.epsilon_high, higher.scale_rewards) == (0.28, "none")
 
 
-def test_center_actions_is_off_by_default_and_a_flag_turns_it_on():
+def test_center_actions_and_project_levels_are_off_by_default_and_flags_turn_them_on():
     from training.grpo.trainer import config_from_args, make_parser
 
     assert config_from_args(make_parser().parse_args([])).center_actions is False
     assert config_from_args(make_parser().parse_args(["--center-actions"])).center_actions is True
+    assert config_from_args(make_parser().parse_args([])).project_levels is False
+    assert config_from_args(make_parser().parse_args(["--project-levels"])).project_levels is True
 
 
 @settings(max_examples=50, deadline=None)
