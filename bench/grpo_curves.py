@@ -43,9 +43,12 @@ BLOCK_COLUMNS = {
     "flat groups": "env/zero_std_groups_share",
     "mean credit": "reward",
 }
+# shown only for runs that log them: the norm share of each update that --project-levels removed
+OPTIONAL_COLUMNS = {"update removed": "level_share_removed"}
 
 
-CELL_FORMATS = {"flat groups": ".0%", "mean credit": "+.3f"}  # the rest are shares: .2f
+# the rest are shares: .2f
+CELL_FORMATS = {"flat groups": ".0%", "mean credit": "+.3f", "update removed": ".0%"}
 
 
 def raw_reward(row: dict) -> float:
@@ -55,12 +58,14 @@ def raw_reward(row: dict) -> float:
 
 def block_table(rows: list[dict], block: int) -> str:
     """A markdown table of the step logs averaged over consecutive blocks of ``block`` steps."""
-    lines = ["| steps | " + " | ".join(BLOCK_COLUMNS) + " |", "|---" * (len(BLOCK_COLUMNS) + 1) + "|"]
+    logged = {key for row in rows for key in row}
+    columns = BLOCK_COLUMNS | {name: key for name, key in OPTIONAL_COLUMNS.items() if key in logged}
+    lines = ["| steps | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     last = max(row["step"] for row in rows)
     for start in range(1, last + 1, block):
         chunk = [row for row in rows if start <= row["step"] < start + block]
         cells = []
-        for name, key in BLOCK_COLUMNS.items():
+        for name, key in columns.items():
             values = [raw_reward(row) if key == "reward" else row[key] for row in chunk if key in row]
             mean = sum(values) / len(values) if values else float("nan")
             cells.append(format(mean, CELL_FORMATS.get(name, ".2f")))

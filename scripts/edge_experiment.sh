@@ -92,6 +92,13 @@ OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profi
   --max-steps 20 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
   --baseline hold --center-actions --output-dir "$out/grpo-d6"
 python bench/grpo_policy_probe.py "$out/ship/edge-sft" --episodes 8 --transfer   # down/up 1.06 in docs/grpo.md
+# Design 7: design 4's settings with each optimizer step's update projected off the gradients of the mean
+# log P(BUY / SELL / HOLD) over the step's states (--project-levels), so that a step moves how the actions
+# differ between states and not their level. About 90 s a step on 2 idle threads.
+OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profile cpu --no-think \
+  --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
+  --max-steps 30 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
+  --baseline hold --project-levels --output-dir "$out/grpo-d7"
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
@@ -101,4 +108,4 @@ sft="llm:smollm2-135m@$out/ship/edge-sft"
 python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4}-val.json --vs "$sft" \
   --vs "$sft+t1" --vs momentum
 python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" "$out/grpo-d4" \
-  "$out/grpo-d5" "$out/grpo-d6" --out "$out/grpo_curves.png" --blocks 5
+  "$out/grpo-d5" "$out/grpo-d6" "$out/grpo-d7" --out "$out/grpo_curves.png" --blocks 5
