@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The edge-market learning experiment of docs/grpo.md, from nothing: does GRPO improve on SFT where there is
 # something to learn? SFT data from the trend expert (answers are the action lines alone) -> SFT of
-# smollm2-135m -> six GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
+# smollm2-135m -> seven GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
 # credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer; 16 states x 4
-# answers at temperature 0.7; design 4 with each action's pooled credit removed) -> the
+# answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
+# projected off the actions' levels) -> the
 # adapters shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT,
 # GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design
-# 3 also sampled). About 8 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
+# 3 also sampled). About 10 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
 # the output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy;
 # train it with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when
 # absent).
@@ -99,13 +100,17 @@ OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profi
   --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
   --max-steps 30 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
   --baseline hold --project-levels --output-dir "$out/grpo-d7"
+# its last step (step 30; the shares parted the regimes most there) on the 200 val episodes
+python -m training.export "$out/grpo-d7/final" "$out/ship/edge-grpo-d7"
+llm "$out/ship/edge-grpo-d7" grpo-d7 2
+python bench/grpo_policy_probe.py "$out/ship/edge-grpo-d7" --episodes 8 --transfer   # down/up 1.08
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4}-val.json --vs "$sft" \
+python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4,grpo-d7}-val.json --vs "$sft" \
   --vs "$sft+t1" --vs momentum
 python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" "$out/grpo-d4" \
   "$out/grpo-d5" "$out/grpo-d6" "$out/grpo-d7" --out "$out/grpo_curves.png" --blocks 5
