@@ -100,7 +100,9 @@ OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profi
   --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
   --max-steps 30 --save-steps 5 --eval-every 10 --eval-episodes 16 --continuation exit --exit-days 3 \
   --baseline hold --project-levels --output-dir "$out/grpo-d7"
-# its last step (step 30; the shares parted the regimes most there) on the 200 val episodes
+# its last step (step 30; the shares parted the regimes most there) on the 200 val episodes. docs/grpo.md's
+# steps 31-50 continue a copy of the run: cp -r "$out/grpo-d7" "$out/grpo-d7-long", then the same command
+# with --resume --max-steps 50 --output-dir "$out/grpo-d7-long" (the gap between regimes swung, no growth)
 python -m training.export "$out/grpo-d7/final" "$out/ship/edge-grpo-d7"
 llm "$out/ship/edge-grpo-d7" grpo-d7 2
 python bench/grpo_policy_probe.py "$out/ship/edge-grpo-d7" --episodes 8 --transfer   # down/up 1.08
