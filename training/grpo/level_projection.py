@@ -88,7 +88,6 @@ class UpdateProjector:
         self.params, self.record = params, record
         self.before: list[Any] = []
         self.directions: list[Any] = []
-        self.shares: list[float] = []  # per optimizer step: the norm share of the update removed
 
     def add_directions(self, directions: Any) -> None:
         self.directions.append(directions)
@@ -110,7 +109,6 @@ class UpdateProjector:
                 n = p.numel()
                 p.copy_(b + kept[offset : offset + n].view_as(p).to(p.dtype))
                 offset += n
-        self.shares.append(share)
         if self.record is not None:
             self.record(share)
         self.directions, self.before = [], []
