@@ -21,6 +21,11 @@ Within a group the baseline is a constant (every completion faces the same state
 the group-relative advantage; it removes the market's level from the reward, so a batch-wide std
 (``scale_rewards="batch"``) measures what decisions change, not how good each episode's market was.
 
+Control reward (``imitate``, not a trading reward): 1 when an answer's orders name the same (side, stock)
+pairs as a rule expert's decision at the state (``training.sft.experts``), else 0. It is noiseless and its
+answer is known, so it asks whether GRPO can teach this model a rule at all, apart from how noisy the
+market's credit is (docs/grpo.md).
+
 Format term: an invalid completion scores ``invalid_reward`` (default -0.1) below the lowest valid reward
 (0 for a score; -1 for a score minus the HOLD replay's, since both lie in [0, 1]). Within a group that
 makes "answer in the grammar" the first thing learned and costs nothing once every answer is valid (GRPO
@@ -84,6 +89,9 @@ class RewardConfig:
             the answer earns *on this state* beyond what it earns on the step's other states, not an action's
             pooled worth (which the policy then cannot learn). On the edge market this did not keep BUY from
             moving in both regimes together (docs/grpo.md, design 6).
+        imitate: an expert's name (``training.sft.experts``): the control reward instead of the market's
+            (1 where the answer's (side, stock) pairs are the expert's at the state, else 0; no episode is
+            played, so ``continuation`` and ``baseline`` do not apply). ``""``: the market's reward.
     """
 
     task: str = "easy"
@@ -95,6 +103,7 @@ class RewardConfig:
     data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
     exit_days: int = 5
     center_actions: bool = False
+    imitate: str = ""
 
     def __post_init__(self) -> None:
         if self.continuation not in CONTINUATIONS:
@@ -109,11 +118,15 @@ class RewardConfig:
             raise ValueError(f"num_generations must be >= 1, got {self.num_generations}")
         if self.exit_days < 1:
             raise ValueError(f"exit_days must be >= 1, got {self.exit_days}")
+        if self.imitate:
+            from training.sft.experts import make_expert
+
+            make_expert(self.imitate)  # an unknown name fails here, listing the valid ones
 
     @property
     def invalid_score(self) -> float:
         """The reward of an invalid completion: ``invalid_reward`` below the lowest valid reward."""
-        return (-1.0 if self.baseline == "hold" else 0.0) + self.invalid_reward
+        return (-1.0 if self.baseline == "hold" and not self.imitate else 0.0) + self.invalid_reward
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,13 @@ def center_by_action(rewards: np.ndarray, valid: np.ndarray, sides: np.ndarray) 
         if rows.any():
             centred[rows] -= centred[rows].mean()
     return centred
+
+
+def _sides(parsed: Sequence[Any]) -> np.ndarray:
+    """(n, 3) bool per parsed answer: valid HOLD (no order), has a BUY order, has a SELL order."""
+    has = lambda p, side: any(order.side == side for order in p.orders)  # noqa: E731
+    rows = [(not p.invalid and not p.orders, has(p, BUY), has(p, SELL)) for p in parsed]
+    return np.array(rows, dtype=bool).reshape(len(parsed), 3)
 
 
 def sell_everything(env: market_env.BatchMarketEnv) -> list[str]:
@@ -329,6 +349,8 @@ class EnvScoreReward:
         same batch, and its score is subtracted from the rewards of the texts that share it.
         """
         n = len(texts)
+        if self.config.imitate:
+            return self._agreement(texts, states)
         continuations = list(continuations) if continuations is not None else ["[]"] * n
         keys, replays = list(zip(states, continuations)), []
         if self.config.baseline == "hold":
@@ -351,11 +373,7 @@ class EnvScoreReward:
         env = self._env(n)
         env.load_states(range(n), [state_from_json(s) for s in states])
         names = list(env.names[:n])
-        parsed = [parse_action(text, names[i]) for i, text in enumerate(texts)]
-        has = lambda p, side: any(order.side == side for order in p.orders)  # noqa: E731
-        sides = np.array(
-            [(not p.invalid and not p.orders, has(p, BUY), has(p, SELL)) for p in parsed], dtype=bool
-        ).reshape(n, 3)
+        sides = _sides([parse_action(text, names[i]) for i, text in enumerate(texts)])
         observations, _, done, _, infos = env.step(list(texts))
         invalid = np.asarray(infos["invalid_action"], dtype=bool)
         scores = np.full(n, np.nan)
@@ -368,6 +386,21 @@ class EnvScoreReward:
             observations, _, done, _, infos = env.step(continuation(k, observations, env))
             self._collect(scores, done, infos)
         return scores, invalid, sides
+
+    def _agreement(self, texts: Sequence[str], states: Sequence[str]) -> tuple[np.ndarray, ...]:
+        """The control reward: 1 where a text's (side, stock) pairs are the ``imitate`` expert's, else 0."""
+        from training.sft.experts import make_expert
+
+        n = len(texts)
+        env = self._env(n)
+        env.load_states(range(n), [state_from_json(s) for s in states])
+        names = list(env.names[:n])
+        signals = make_expert(self.config.imitate).signals(env.market.snapshot())
+        parsed = [parse_action(text, names[i]) for i, text in enumerate(texts)]
+        pairs = lambda orders: sorted((o.side, o.symbol) for o in orders)  # noqa: E731
+        agree = [pairs(p.orders) == pairs(signals.decision(i, names[i]).orders) for i, p in enumerate(parsed)]
+        invalid = np.array([p.invalid for p in parsed], dtype=bool)
+        return np.array(agree, dtype=float), invalid, _sides(parsed)
 
     @staticmethod
     def _collect(scores: np.ndarray, done: np.ndarray, infos: dict) -> None:

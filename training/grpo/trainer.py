@@ -125,6 +125,7 @@ class GRPORunConfig:
     exit_days: int = 5
     center_actions: bool = False
     project_levels: bool = False
+    reward_imitate: str = ""
     baseline: str = "none"
     policy_every: int = 0
     policy_episodes: int = 8
@@ -417,14 +418,14 @@ def train(config: GRPORunConfig, callbacks: Sequence[Any] = ()) -> GRPOResult:
     reward = EnvScoreReward(RewardConfig(config.task, config.env_version, config.continuation,
                                          config.invalid_reward, sizes.num_generations, config.baseline,
                                          config.data, config.exit_days,
-                                         config.center_actions))  # fmt: skip
+                                         config.center_actions, config.reward_imitate))  # fmt: skip
     set_seed(config.seed)  # before a new LoRA's weights are drawn
     loaded, model, peft_config = load_policy(config, profile)
     params = {
         "model": config.model, "adapter": config.adapter or "", "base_path": loaded.path, "task": config.task,
         "env_version": reward.version, "prompt_rows": len(dataset), "continuation": config.continuation,
         "exit_days": config.exit_days, "center_actions": config.center_actions,
-        "project_levels": config.project_levels,
+        "project_levels": config.project_levels, "reward_imitate": config.reward_imitate,
         "baseline": config.baseline, "beta": config.beta, "scale_rewards": config.scale_rewards,
         "epsilon_high": config.epsilon_high, "loss_type": config.loss_type, "flat_groups": config.flat_groups,
         "share_prompts": config.shares_prompts(profile), "data": config.data or "nifty",
@@ -612,6 +613,13 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="project each update off the gradients of the mean log P(BUY / SELL / HOLD) over the step's "
         "states, so it moves how the actions differ between states and not their level (docs/grpo.md)",
+    )
+    more.add_argument(
+        "--reward-imitate",
+        default="",
+        metavar="EXPERT",
+        help="control, not a trading reward: 1 where an answer's orders are this rule expert's at the "
+        "state (e.g. momentum), else 0; asks whether GRPO can teach the model a rule at all (docs/grpo.md)",
     )
     more.add_argument(
         "--policy-every",

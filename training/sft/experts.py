@@ -19,6 +19,11 @@ back to exactly these orders):
 - ``bollinger``: mean reversion to the band. Buy a stock not held when Bollinger %B < 0.05 and RSI >= 25
   (at the lower band, but not collapsing), with half of 1/n of the cash; sell all when %B > 0.8 or the
   close is more than 5% below the average cost.
+- ``momentum``: the synthetic edge market's documented best simple rule (the evaluation's ``momentum``
+  agent, through ``data.synthetic.momentum_fractions``). Buy every stock not held whose 5-day change is
+  above 0, with 1/n of the cash (n = such entries); sell all of a held stock whose 5-day change is below 0.
+  Not a textbook indicator rule: a control that says what imitating the known answer reaches
+  (docs/grpo.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
+from data.synthetic import momentum_fractions
 from eval.agents import (
     RSIAgent,
     RuleAgent,
@@ -215,7 +221,21 @@ class BollingerExpert:
         return Signals(self.name, "lower_band", held, buy, fraction, exits, blocked, pct_b)
 
 
-EXPERTS = {"rsi": RSIExpert, "trend": TrendExpert, "bollinger": BollingerExpert}
+@dataclass
+class MomentumExpert:
+    """The edge market's best simple rule: buy a stock not held that rose over 5 days, sell one that fell."""
+
+    name: str = "momentum"
+
+    def signals(self, snapshot: Snapshot) -> Signals:
+        change = feature(snapshot, "change_5d")
+        held = snapshot.shares > 0
+        sell, buy = momentum_fractions(change, held)  # reused, so the expert is the evaluation's agent
+        exits = {"falling_5d": sell > 0}
+        return Signals(self.name, "rising_5d", held, buy > 0, buy, exits, {}, -change)
+
+
+EXPERTS = {"rsi": RSIExpert, "trend": TrendExpert, "bollinger": BollingerExpert, "momentum": MomentumExpert}
 
 
 def make_expert(name: str) -> Expert:

@@ -105,6 +105,17 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{symbol} is at the lower band (%B {pct_b}), but RSI {rsi} is collapsing, so no entry.",
         "%B {pct_b} on {symbol} is low, yet RSI {rsi} shows a collapse, not a dip; I wait.",
     ),
+    # --- momentum expert
+    "rising_5d": (
+        "{symbol} is {5d}% over five days, a rise that tends to continue: buying with {size}.",
+        "Five-day change on {symbol} is {5d}%, above zero, so buying with {size}.",
+        "{symbol} gained {5d}% in five days; following the move, buy with {size}.",
+    ),
+    "falling_5d": (
+        "{symbol} is {5d}% over five days, below zero: selling the whole position.",
+        "Five-day change on {symbol} turned negative ({5d}%); sell everything.",
+        "{symbol} is down over five days ({5d}%), so selling all of it.",
+    ),
 }
 # The trend and bollinger experts explain holds in their own terms.
 EXPERT_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -122,6 +133,20 @@ EXPERT_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "Keeping {symbol}: the trend {trend}% has not turned down and MACD histogram {macd} is "
             "{macd_label}.",
             "{symbol} stays: trend {trend}%, MACD histogram {macd} {macd_label}, no exit.",
+        ),
+    },
+    "momentum": {
+        "no_signal@one": (
+            "{symbol}: the five-day change {5d}% is not above zero; holding.",
+            "No rise on {symbol} over five days ({5d}%), so I wait.",
+        ),
+        "no_signal@many": (
+            "No momentum entry: the best five-day change is {symbol} at {5d}%",
+            "Nothing rose over five days; the closest is {symbol} at {5d}%",
+        ),
+        "held": (
+            "Keeping {symbol}: its five-day change {5d}% is not below zero.",
+            "{symbol} stays: five-day change {5d}%, no exit.",
         ),
     },
     "bollinger": {
@@ -151,6 +176,8 @@ GROUP_ITEMS = {
     "oversold": "{symbol} (RSI {rsi})",
     "trend_up": "{symbol} (trend {trend}%, MACD {macd})",
     "lower_band": "{symbol} (%B {pct_b})",
+    "rising_5d": "{symbol} ({5d}% in 5 days)",
+    "falling_5d": "{symbol} ({5d}% in 5 days)",
     "overbought": "{symbol} (RSI {rsi})",
     "stop_loss": "{symbol} (P&L {pnl})",
     "trend_down": "{symbol} (trend {trend}%)",
@@ -161,6 +188,8 @@ GROUP_REASONS = {
     "oversold": "oversold while the trend is not bearish",
     "trend_up": "uptrends with a rising MACD histogram",
     "lower_band": "at the lower band with RSI not collapsing",
+    "rising_5d": "up over five days",
+    "falling_5d": "down over five days",
     "overbought": "overbought",
     "stop_loss": "the stop-loss is hit",
     "trend_down": "the trend turned down",

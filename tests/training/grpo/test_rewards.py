@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import market_env
-from eval.agents import RSIAgent
+from data.synthetic import resolve_data
+from eval.agents import MomentumAgent, RSIAgent
 from eval.harness import numeric_to_text
 from training.grpo.prompts import (
     PromptSetConfig,
@@ -480,3 +481,35 @@ def test_centred_credit_is_the_states_credit_minus_the_batchs_mean_buy_credit(ro
     assert centred[0::2] == pytest.approx(buys - buys.mean(), abs=1e-12)
     assert centred[1::2] == pytest.approx([0.0] * 3, abs=1e-12)
     assert logged["env/raw_reward"] == pytest.approx(raw.mean())
+
+
+def test_the_imitate_control_pays_exactly_the_answers_that_name_the_experts_orders():
+    """``--reward-imitate momentum`` on real edge-market states: 1 for the answers whose side is the momentum
+    agent's decision there (any fraction), 0 for the other valid ones, the invalid score for nonsense; no
+    episode is played, so the baseline does not shift it."""
+    rows = collect_rows(PromptSetConfig(task="easy", episodes=6, seed=3, stride=2, data="synthetic:edge"))
+    texts = ("HOLD", "BUY {} 1", "BUY {} 0.5", "SELL {} 1", "BUY")
+    config = RewardConfig(
+        num_generations=len(texts), baseline="hold", data="synthetic:edge", imitate="momentum"
+    )
+    batch = [(row, text.format(row["symbols"][0])) for row in rows for text in texts]
+    rewards = EnvScoreReward(config)(
+        [row["prompt"] for row, _ in batch],
+        [text for _, text in batch],
+        state=[row["state"] for row, _ in batch],
+        state_hash=[row["state_hash"] for row, _ in batch],
+    )
+    env = market_env.make("easy", split="train", obs_mode="text", data=resolve_data("synthetic:edge"))
+    env.reset(seed=0)
+    expected, seen = [], set()
+    for row in rows:  # the reference: the evaluation's momentum agent on the restored state
+        env.set_state(state_from_json(row["state"]))
+        action = float(MomentumAgent().act(None, env.market.snapshot())[0, 0])
+        side = "BUY" if action > 0 else "SELL" if action < 0 else "HOLD"
+        seen.add(side)
+        expected += [float(text.split()[0] == side) for text in texts[:4]] + [config.invalid_score]
+    assert seen == {"BUY", "SELL", "HOLD"}  # every kind of decision was checked
+    assert rewards == pytest.approx(expected)
+    assert config.invalid_score == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="unknown expert 'macd'"):
+        RewardConfig(imitate="macd")

@@ -282,8 +282,12 @@ def test_the_trl_config_keeps_reward_magnitude_and_skips_the_reference_pass():
     assert (higher.epsilon_high, higher.scale_rewards) == (0.28, "none")
 
 
-def test_center_actions_and_project_levels_are_off_by_default_and_flags_turn_them_on():
+def test_center_actions_project_levels_and_imitate_are_off_by_default_and_flags_turn_them_on():
     from training.grpo.trainer import config_from_args, make_parser
+
+    assert config_from_args(make_parser().parse_args([])).reward_imitate == ""
+    imitate = make_parser().parse_args(["--reward-imitate", "momentum"])
+    assert config_from_args(imitate).reward_imitate == "momentum"
 
     assert config_from_args(make_parser().parse_args([])).center_actions is False
     assert config_from_args(make_parser().parse_args(["--center-actions"])).center_actions is True

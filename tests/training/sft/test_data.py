@@ -90,15 +90,29 @@ def test_answers_are_the_experts_orders_on_the_replayed_episode(examples):
         assert parse_action(example["messages"][-1]["content"], env.names).orders == decision.orders
 
 
-def test_every_number_in_a_trace_is_printed_in_its_prompt(examples):
-    for example in examples:
+@pytest.fixture(scope="module", params=["mix", "momentum"])
+def traced(request, examples, tmp_path_factory) -> list[dict]:
+    """The blended set, and a set of the momentum control expert on the edge market (its own templates)."""
+    if request.param == "mix":
+        return examples
+    out = tmp_path_factory.mktemp("sft") / "momentum"
+    small = ["--easy", "40", "--portfolio", "40", "--val-examples", "0", "--report-episodes", "4"]
+    argv = ["--out", str(out), "--experts", "momentum", "--data", "synthetic:edge", "--no-progress", *small]
+    assert sft_data.main(argv) == 0
+    rows = _read(out / "train.jsonl")
+    assert {e["meta"]["expert"] for e in rows} == {"momentum"}
+    return rows
+
+
+def test_every_number_in_a_trace_is_printed_in_its_prompt(traced):
+    for example in traced:
         printed = set(NUMBER.findall(example["messages"][1]["content"]))
         missing = [n for n in NUMBER.findall(_trace(example)) if n not in printed]
         assert not missing, (missing, _trace(example))
 
 
-def test_traces_never_contradict_the_action(examples):
-    for example in examples:
+def test_traces_never_contradict_the_action(traced):
+    for example in traced:
         trace = _trace(example).lower()
         if example["meta"]["hold"]:
             assert "buy" not in trace and "sell" not in trace, trace

@@ -11,14 +11,17 @@ from hypothesis import strategies as st
 
 import market_env
 from data import build_panel, load_prices
-from eval.agents import RSIAgent, feature
+from data.synthetic import resolve_data
+from eval.agents import MomentumAgent, RSIAgent, feature
 from market_env.actions import format_action, numeric_to_fractions, parse_action
 from training.sft.experts import EXPERTS, BollingerExpert, Signals, TrendExpert, make_expert
 
 
-def _steps(task: str, n_envs: int, expert, n_steps: int):
+def _steps(task: str, n_envs: int, expert, n_steps: int, data: str | None = None):
     """Yield (snapshot, signals, names) while the expert trades in a train-split batch."""
-    batch = market_env.make_batch(task, n_envs=n_envs, split="train", obs_mode="text", seed=0)
+    batch = market_env.make_batch(
+        task, n_envs=n_envs, split="train", obs_mode="text", seed=0, data=resolve_data(data)
+    )
     batch.reset()
     for _ in range(n_steps):
         snapshot = batch.market.snapshot()
@@ -29,8 +32,8 @@ def _steps(task: str, n_envs: int, expert, n_steps: int):
 
 
 def test_unknown_expert_lists_the_valid_names():
-    with pytest.raises(ValueError, match="rsi, trend, bollinger"):
-        make_expert("momentum")
+    with pytest.raises(ValueError, match="rsi, trend, bollinger, momentum"):
+        make_expert("macd")
 
 
 def test_rsi_expert_decides_exactly_what_the_rsi_agent_does():
@@ -50,6 +53,25 @@ def test_rsi_expert_decides_exactly_what_the_rsi_agent_does():
                     assert order is None
             traded |= bool(orders)
     assert traded
+
+
+def test_momentum_expert_decides_exactly_what_the_momentum_agent_does():
+    agent = MomentumAgent()
+    seen = set()
+    for snapshot, signals, names in _steps("medium", 16, make_expert("momentum"), 20, "synthetic:edge"):
+        sell, buy, _ = numeric_to_fractions(agent.act(None, snapshot))
+        for i in range(16):
+            orders = {o.symbol: o for o in signals.decision(i, names[i]).orders}
+            for k, symbol in enumerate(names[i]):
+                order = orders.get(symbol)
+                if buy[i, k] > 0:
+                    assert order.side == "BUY" and order.fraction == pytest.approx(buy[i, k], abs=5e-5)
+                elif sell[i, k] > 0:
+                    assert order.side == "SELL" and order.fraction == 1.0
+                else:
+                    assert order is None
+                seen |= {order.side} if order else set()
+    assert seen == {"BUY", "SELL"}
 
 
 def test_trend_expert_follows_its_documented_rules():
@@ -170,7 +192,9 @@ def test_a_planted_future_peeking_expert_is_caught(panels):
     assert first_peek(PeekingExpert(), panels) is not None
 
 
-@pytest.mark.parametrize(("name", "task"), [("trend", "easy"), ("bollinger", "medium"), ("rsi", "hard")])
+@pytest.mark.parametrize(
+    ("name", "task"), [("trend", "easy"), ("bollinger", "medium"), ("rsi", "hard"), ("momentum", "easy")]
+)
 def test_an_expert_evaluates_as_the_agent_expert_name_with_the_scores_of_its_own_rollouts(name, task):
     from eval.agents import UnknownAgentError, make_agent
     from eval.harness import EvalConfig, run_evaluation
