@@ -36,33 +36,15 @@ def test_unknown_expert_lists_the_valid_names():
         make_expert("macd")
 
 
-def test_rsi_expert_decides_exactly_what_the_rsi_agent_does():
-    agent = RSIAgent()
-    traded = False
-    for snapshot, signals, names in _steps("hard", 32, make_expert("rsi"), 25):
-        sell, buy, _ = numeric_to_fractions(agent.act(None, snapshot))
-        for i in range(32):
-            orders = {o.symbol: o for o in signals.decision(i, names[i]).orders}
-            for k, symbol in enumerate(names[i]):
-                order = orders.get(symbol)
-                if buy[i, k] > 0:
-                    assert order.side == "BUY" and order.fraction == pytest.approx(buy[i, k], abs=5e-5)
-                elif sell[i, k] > 0:
-                    assert order.side == "SELL" and order.fraction == 1.0
-                else:
-                    assert order is None
-            traded |= bool(orders)
-    assert traded
-
-
-def test_momentum_expert_decides_exactly_what_the_momentum_agent_does():
-    agent = MomentumAgent()
+def sides_taken_matching(agent, steps) -> set[str]:
+    """Assert every decision's orders are the rule agent's (buy fractions to the 4 printed decimals, sells
+    of all); return the order sides seen."""
     seen = set()
-    for snapshot, signals, names in _steps("medium", 16, make_expert("momentum"), 20, "synthetic:edge"):
+    for snapshot, signals, names in steps:
         sell, buy, _ = numeric_to_fractions(agent.act(None, snapshot))
-        for i in range(16):
-            orders = {o.symbol: o for o in signals.decision(i, names[i]).orders}
-            for k, symbol in enumerate(names[i]):
+        for i, symbols in enumerate(names):
+            orders = {o.symbol: o for o in signals.decision(i, symbols).orders}
+            for k, symbol in enumerate(symbols):
                 order = orders.get(symbol)
                 if buy[i, k] > 0:
                     assert order.side == "BUY" and order.fraction == pytest.approx(buy[i, k], abs=5e-5)
@@ -71,7 +53,16 @@ def test_momentum_expert_decides_exactly_what_the_momentum_agent_does():
                 else:
                     assert order is None
                 seen |= {order.side} if order else set()
-    assert seen == {"BUY", "SELL"}
+    return seen
+
+
+def test_rsi_expert_decides_exactly_what_the_rsi_agent_does():
+    assert sides_taken_matching(RSIAgent(), _steps("hard", 32, make_expert("rsi"), 25))
+
+
+def test_momentum_expert_decides_exactly_what_the_momentum_agent_does():
+    steps = _steps("medium", 16, make_expert("momentum"), 20, "synthetic:edge")
+    assert sides_taken_matching(MomentumAgent(), steps) == {"BUY", "SELL"}
 
 
 def test_trend_expert_follows_its_documented_rules():
