@@ -4,10 +4,11 @@
 # smollm2-135m -> seven GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
 # credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer; 16 states x 4
 # answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
-# projected off the actions' levels) -> the
+# projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum,
+# GRPO paid for agreeing with it) -> the
 # adapters shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT,
 # GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design
-# 3 also sampled). About 10 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
+# 3 also sampled). About 12 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
 # the output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy;
 # train it with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when
 # absent).
@@ -106,13 +107,30 @@ OMP_NUM_THREADS=2 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profi
 python -m training.export "$out/grpo-d7/final" "$out/ship/edge-grpo-d7"
 llm "$out/ship/edge-grpo-d7" grpo-d7 2
 python bench/grpo_policy_probe.py "$out/ship/edge-grpo-d7" --episodes 8 --transfer   # down/up 1.08
+# Controls with a known answer (docs/grpo.md): SFT on the momentum rule itself, the same 80 steps (what
+# imitating the answer reaches: greedy, buy-and-hold), and GRPO from the trend SFT adapter paid 1 for
+# agreeing with momentum at the state (--reward-imitate momentum, design 4's settings; BUY rose in both
+# regimes). About 35 + 45 + 50 minutes.
+make-sft-data --out "$out/sft-data-momentum" --data synthetic:edge --easy 1600 --portfolio 0 \
+  --val-examples 100 --experts momentum --report-episodes 400 --no-think --no-progress
+OMP_NUM_THREADS=2 train-sft --data "$out/sft-data-momentum" --task easy --max-steps 80 --save-steps 20 \
+  --eval-examples 0 --logging-steps 5 --profile cpu --output-dir "$out/sft-momentum"
+python -m training.export "$out/sft-momentum/adapter" "$out/ship/edge-sft-momentum"
+python bench/grpo_policy_probe.py "$out/ship/edge-sft-momentum" --episodes 8   # P(BUY) 0.69 up, 0.73 down
+OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profile cpu --no-think \
+  --max-completion-length 16 --num-generations 8 --prompts-per-step 8 --learning-rate 6e-5 --epsilon-high 0.28 \
+  --max-steps 30 --save-steps 5 --eval-every 10 --eval-episodes 16 --reward-imitate momentum \
+  --output-dir "$out/grpo-imitate" > "$out/grpo-imitate.log" 2>&1 &
+llm "$out/ship/edge-sft-momentum" sft-momentum 1
+wait
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
 evaluate --agent "${rules[@]}" rsi "${edge[@]}" --split val --episodes 200 --seed 0 \
   --json "$out/rules-val.json" --out-dir "$out/eval" --run-name rules-val
 sft="llm:smollm2-135m@$out/ship/edge-sft"
-python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4,grpo-d7}-val.json --vs "$sft" \
+python scripts/results_table.py "$out"/{rules,sft,grpo,grpo-exit,sft-t1,grpo-exit-t1,grpo-d4,grpo-d7,sft-momentum}-val.json \
+  --vs "$sft" \
   --vs "$sft+t1" --vs momentum
 python bench/grpo_curves.py "$out/grpo-credit" "$out/grpo-fork-credit" "$out/grpo-exit" "$out/grpo-d4" \
-  "$out/grpo-d5" "$out/grpo-d6" "$out/grpo-d7" --out "$out/grpo_curves.png" --blocks 5
+  "$out/grpo-d5" "$out/grpo-d6" "$out/grpo-d7" "$out/grpo-imitate" --out "$out/grpo_curves.png" --blocks 5
