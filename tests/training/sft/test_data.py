@@ -26,7 +26,7 @@ from training.sft.experts import EXPERTS, Call, Decision, make_expert
 SMALL = ["--easy", "60", "--portfolio", "50", "--val-examples", "30", "--no-progress", "--mix"]
 SMALL += ["--report-episodes", "8"]
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-BUY_RULES = ("oversold", "trend_up", "lower_band")
+BUY_RULES = ("oversold", "trend_up", "lower_band", "rising_5d")
 
 
 def _read(path) -> list[dict]:
@@ -357,7 +357,9 @@ def test_the_natural_hold_rate_is_the_experts_own(tmp_path):
 def test_the_card_scores_each_expert_against_hold_and_buy_and_hold_on_val(built):
     meta = json.loads((built / "meta.json").read_text())
     report = meta["expert_report"]
-    assert set(report) == {"easy", "medium", "hard"} and set(report["easy"]) == set(EXPERTS)
+    assert set(report) == {"easy", "medium", "hard"} and set(report["easy"]) == set(
+        sft_data.SFTDataConfig().experts
+    )
     row = report["medium"]["trend"]
     episodes = EvalConfig("medium", "val", row["episodes"], 7_000_000 + 3)  # the card's episodes (seed 3)
     bah = run_evaluation(make_agent("buy-and-hold"), episodes, progress=False).values("score").mean()
