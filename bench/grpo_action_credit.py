@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 
 from training.grpo.prompts import PromptSetConfig, collect_rows
-from training.grpo.rewards import EnvScoreReward, RewardConfig
+from training.grpo.rewards import EnvScoreReward, RewardConfig, momentum_up
 from training.sft.think import table_cells
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_days=args.exit_days,
     )
     cells = [next(iter(table_cells(row["prompt"][-1]["content"]).values())) for row in rows]
-    up = np.array([float(c["5d"]) > 0 for c in cells])
+    up = np.array([bool(momentum_up(row["prompt"])) for row in rows])
     held = np.array([c["position"] != "-" for c in cells])
     print(f"{len(rows)} states ({held.sum()} holding); mean credit against HOLD, +0.01 = +1% net")
     print("| answer | state | states | mean credit | share > 0 |\n|---|---|---|---|---|")

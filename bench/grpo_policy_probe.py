@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("adapters", nargs="+", help="LoRA adapter folders ('base' for no adapter)")
     parser.add_argument("--data", default="synthetic:edge")
     parser.add_argument("--episodes", type=int, default=20, help="val episodes (20 states each)")
+    parser.add_argument("--env-version", default=None, help="env version of the prompts (default: 3.0.0)")
     parser.add_argument("--transfer", action="store_true", help="also measure how a BUY update transfers")
     parser.add_argument("--transfer-step", type=float, default=0.05, help="its step (LoRA parameter norm)")
     args = parser.parse_args(argv)
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     from training.grpo.rewards import momentum_up
     from training.sft.think import table_cells
 
-    config = PromptSetConfig("easy", args.episodes, seed=0, think=False, split="val", data=args.data)
+    config = PromptSetConfig(
+        "easy", args.episodes, seed=0, think=False, split="val", data=args.data, env_version=args.env_version
+    )
     rows = collect_rows(config)
     up = np.array([bool(momentum_up(row["prompt"])) for row in rows])
     cells = [next(iter(table_cells(row["prompt"][-1]["content"]).values())) for row in rows]

@@ -41,7 +41,7 @@ class EvalConfig:
     split: str = "test"
     episodes: int = 50
     seed: int = 0
-    env_version: str | None = None  # default: the newest
+    env_version: str | None = None  # default: ENV_VERSION (3.0.0)
     obs_mode: str | None = None  # default: the agent's own mode
     anonymize: bool = False
     data: PriceData = field(default=None, repr=False)  # default: the embedded NIFTY set

@@ -32,7 +32,7 @@ def make(
     anonymize: bool = False,
     render_mode: str | None = None,
 ) -> MarketEnv:
-    """One episode at a time, as a ``gymnasium.Env`` (``version`` defaults to the newest)."""
+    """One episode at a time, as a ``gymnasium.Env`` (``version`` defaults to ``ENV_VERSION``)."""
     return MarketEnv(task, split, obs_mode, version, data, anonymize, seed, render_mode)
 
 

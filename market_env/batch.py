@@ -47,7 +47,7 @@ from market_env.actions import (
 from market_env.env import check_options, check_seed
 from market_env.episodes import Episode
 from market_env.market import Market, PriceData
-from market_env.observations import render_text, render_vectors
+from market_env.observations import render_vectors
 from market_env.simulator import EpisodeState
 
 
@@ -249,7 +249,7 @@ class BatchMarketEnv(VectorEnv):
         snapshot = self.market.snapshot()
         if self.market.obs_mode == "numeric":
             return render_vectors(snapshot)
-        return [render_text(snapshot, i, self._names[i], self.market.anonymize) for i in range(self.num_envs)]
+        return [self.market.text(snapshot, i, self._names[i]) for i in range(self.num_envs)]
 
     # ---------------------------------------------------------------------------------- GRPO forks
     def export_state(self, env_id: int) -> EpisodeState:

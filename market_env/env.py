@@ -36,9 +36,9 @@ Reward
 Episode end: ``terminated`` after N decisions; never truncated.
 
 Arguments: ``task``, ``split`` (train | val | test), ``obs_mode`` (text | numeric), ``version`` (env
-version, default the newest), ``data`` (path, DataFrame or Panel; default the embedded set), ``anonymize``,
-``seed`` (seeds the first ``reset``, unless that reset passes its own; later resets without a seed
-continue the same generator, as in Gymnasium).
+version, default ``ENV_VERSION``), ``data`` (path, DataFrame or Panel; default the embedded set),
+``anonymize``, ``seed`` (seeds the first ``reset``, unless that reset passes its own; later resets
+without a seed continue the same generator, as in Gymnasium).
 ``reset(options={"start_date": "2024-03-01", "symbols": ["TCS"]})`` plays a chosen episode.
 
 Version history: see ``market_env.versions``.
@@ -71,7 +71,7 @@ from market_env.actions import (
 from market_env.episodes import Episode
 from market_env.errors import EpisodeFinishedError
 from market_env.market import Market, PriceData
-from market_env.observations import render_text, render_vectors
+from market_env.observations import render_vectors
 from market_env.simulator import EpisodeState
 
 NUMERIC_ACTION = ParsedAction()  # a numeric action always parses: its invalid values are held and flagged
@@ -159,11 +159,11 @@ class MarketEnv(gymnasium.Env):
         snapshot = self.market.snapshot()
         if self.market.obs_mode == "numeric":
             return render_vectors(snapshot)[0]
-        return render_text(snapshot, 0, self._names, self.market.anonymize)
+        return self.market.text(snapshot, 0, self._names)
 
     def render(self) -> str:
         """ANSI rendering: the text observation of the current step (in either observation mode)."""
-        return render_text(self.market.snapshot(), 0, self._names, self.market.anonymize)
+        return self.market.text(self.market.snapshot(), 0, self._names)
 
     @property
     def episode_identity(self) -> dict[str, Any]:

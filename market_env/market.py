@@ -28,6 +28,7 @@ from market_env.observations import (
     display_names,
     market_vector_table,
     real_names,
+    render_text,
     vector_size,
 )
 from market_env.simulator import MarketSimulator, StepReport
@@ -204,6 +205,10 @@ class Market:
             cash=sim.cash[env_ids], nav=nav[env_ids], nav_series=sim.nav[env_ids], start_cash=sim.start_cash,
             shares=sim.shares[env_ids], avg_cost=sim.avg_cost[env_ids], close=sim.close_now[env_ids],
         )  # fmt: skip
+
+    def text(self, snapshot: Snapshot, env_index: int, names: tuple[str, ...]) -> str:
+        """The text observation of one episode of ``snapshot``, as this market's version renders it."""
+        return render_text(snapshot, env_index, names, self.anonymize, self.version.label_5d)
 
     def _agent_snapshot(self, env_ids: np.ndarray | slice, nav: np.ndarray) -> Snapshot:
         """The anonymised episodes as their agents see them: per-stock arrays in the agent's order."""

@@ -171,6 +171,12 @@ def trend_label(trend: float) -> str:
     return "up" if trend > 0.01 else "down" if trend < -0.01 else "flat"
 
 
+def direction_label(change: float) -> str:
+    """The sign of a change in a word (env 4.0.0's 5d% cell): a 135M model reads "up" where it does not
+    read the sign of "-0.4"."""
+    return "up" if change > 0 else "down" if change < 0 else "flat"
+
+
 def atr_label(atr_pct: float) -> str:
     return "calm" if atr_pct < 0.015 else "volatile" if atr_pct > 0.03 else "normal"
 
@@ -188,20 +194,22 @@ TABLE_HEADER = (
 
 
 def _stock_row(
-    name: str, close: float, f: dict[str, float], shares: float, avg_cost: float, scale: float
+    name: str, close: float, f: dict[str, float], shares: float, avg_cost: float, scale: float, label_5d: bool
 ) -> str:
     """One table row. ``scale`` != 1 (anonymised) shows prices x scale and shares as units = shares / scale
-    (``market_env.anonymize``), so cash spent / units gives the shown price, never the real one."""
+    (``market_env.anonymize``), so cash spent / units gives the shown price, never the real one.
+    ``label_5d`` (env 4.0.0) follows the 5d% value with its direction word, as the trend cell does."""
     position = "-"
     if shares > 0:
         held = f"{shares:.0f}" if scale == 1.0 else _number(shares / scale, 1)
         position = f"{held} @{format_price(avg_cost * scale)} {_pct(close / avg_cost - 1.0)}"
+    five_day = _number(f["change_5d"] * 100)
     return "|".join(
         (
             name,
             format_price(close * scale),
             _number(f["change_1d"] * 100),
-            _number(f["change_5d"] * 100),
+            f"{five_day} {direction_label(f['change_5d'])}" if label_5d else five_day,
             f"{f['rsi']:.0f} {rsi_label(f['rsi'])}",
             f"{_number(f['macd_hist'] * scale)} {macd_label(f['macd_hist_change'])}",
             f"{_number(f['pct_b'])} {pct_b_label(f['pct_b'])}",
@@ -238,9 +246,11 @@ def _headline(snapshot: Snapshot, i: int, anonymize: bool) -> str:
     )
 
 
-def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool) -> str:
+def render_text(
+    snapshot: Snapshot, env_index: int, names: tuple[str, ...], anonymize: bool, label_5d: bool = False
+) -> str:
     """The text observation of one episode. Anonymised: STOCK_A.. names, no date, prices = 100 at start,
-    positions in units (``market_env.anonymize``)."""
+    positions in units (``market_env.anonymize``). ``label_5d``: the env version's ``label_5d``."""
     i = env_index
     panel = snapshot.panel
     # one header in both modes (readers find the table by it); anonymised "shares" are units of the
@@ -259,6 +269,7 @@ def render_text(snapshot: Snapshot, env_index: int, names: tuple[str, ...], anon
                 float(snapshot.shares[i, k]),
                 float(snapshot.avg_cost[i, k]),
                 scale,
+                label_5d,
             )
         )
     lines.append(action_grammar(names[0]))

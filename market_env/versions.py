@@ -10,6 +10,11 @@ History
   term instead of pay-for-activity).
 - 3.0.0: grader 3.0.0 (score = clip(0.5 + net return), linear in P&L: no variance premium, size-aware,
   costs counted once); the position cap holds after the buy's own costs (``cap_after_costs``). Same tasks.
+- 4.0.0: 3.0.0's market, tasks and grader (every grade equals 3.0.0's); the text observation's 5d% cell
+  carries its direction word ("-0.4 down"), as the trend cell does. smollm2-135m did not learn to read the
+  sign of the bare number (docs/grpo.md, "Controls with a known answer"). A changed observation is a
+  changed interface, hence a major version. 3.0.0 stays the default: the published LLM rows were trained
+  and measured on its text.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class EnvVersion:
     rules: MarketRules
     tasks: dict[str, TaskSpec]
     notes: str
+    label_5d: bool = False  # the text observation's 5d% cell ends with up/down/flat (4.0.0 on)
 
     def task(self, name: str) -> TaskSpec:
         check_name("task", name, self.tasks)
@@ -60,8 +66,18 @@ ENV_VERSIONS: dict[str, EnvVersion] = {
         _TASKS_V1,
         "net-return grader (0.5 = cash kept, +0.1 = +10% net); position cap holds after costs",
     ),
+    "4.0.0": EnvVersion(
+        "4.0.0",
+        "3.0.0",
+        MarketRules(cap_after_costs=True),
+        _TASKS_V1,
+        '3.0.0 with the 5d% cell\'s direction in words ("-0.4 down") in the text observation',
+        label_5d=True,
+    ),
 }
-ENV_VERSION = "3.0.0"  # the newest; the default everywhere
+# The default everywhere, and not the newest: the published LLM results (and the shipped adapters) were
+# trained and measured on 3.0.0's text. Rule and PPO agents grade identically under 3.0.0 and 4.0.0.
+ENV_VERSION = "3.0.0"
 
 
 def get_version(version: str | None = None) -> EnvVersion:

@@ -46,7 +46,7 @@ class CreateSessionRequest(_Strict):
     task: str = Field("easy", description="easy | medium | hard", examples=["hard"])
     split: str = Field("train", description="train | val | test", examples=["test"])
     obs_mode: str = Field("text", description="text | numeric")
-    env_version: str | None = Field(None, description=f"default: the newest ({ENV_VERSION})")
+    env_version: str | None = Field(None, description=f"default: {ENV_VERSION}")
     seed: int | None = Field(None, ge=0, lt=2**63, description="seed of the first episode")
     anonymize: bool = Field(False, description="STOCK_A.. names, no dates, prices rescaled to 100")
 

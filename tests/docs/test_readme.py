@@ -24,4 +24,4 @@ def test_the_python_api_example_runs_and_its_action_is_valid():
 def test_the_readme_names_the_default_env_version():
     import market_env
 
-    assert f"Default: the newest ({market_env.ENV_VERSION})" in README.read_text()
+    assert f"Default: {market_env.ENV_VERSION}, which the published LLM rows" in README.read_text()

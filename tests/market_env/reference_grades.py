@@ -24,7 +24,7 @@ PATH = Path(__file__).with_name("reference_grades.json")
 CASES = [
     (task, version, seed)
     for task in market_env.TASK_NAMES
-    for version in ("1.0.0", "2.0.0", "3.0.0")
+    for version in ("1.0.0", "2.0.0", "3.0.0", "4.0.0")
     for seed in (0, 1)
 ]
 

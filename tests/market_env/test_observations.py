@@ -12,6 +12,7 @@ from market_env.actions import action_grammar
 from market_env.observations import (
     GLOBAL_FEATURES,
     STOCK_FEATURES,
+    TABLE_HEADER,
     TEXT_CHARSET,
     format_rupees,
     render_text,
@@ -72,6 +73,38 @@ def test_text_and_vector_from_one_snapshot_carry_the_same_numbers(task):
             weight = shares * float(m["close"]) / nav
             assert stocks[k, col["weight"]] == pytest.approx(weight, rel=1e-3)
     assert text.endswith(action_grammar(names[0]))  # the example names one of the episode's own stocks
+
+
+def _play(task: str, version: str) -> tuple[list[str], dict]:
+    """Every text observation of one val episode (buy three stocks, then hold) and its grade."""
+    env = market_env.make(task, split="val", seed=8, version=version)
+    obs, info = env.reset()
+    texts, action, done = [obs], "\n".join(f"BUY {s} 0.3" for s in info["symbols"][:3]), False
+    while not done:
+        obs, _, done, _, info = env.step(action)
+        texts.append(obs)
+        action = "HOLD"
+    return texts, info["grade"]
+
+
+@pytest.mark.parametrize("task", market_env.TASK_NAMES)
+def test_env_4_adds_the_5d_direction_word_and_changes_nothing_else(task):
+    old_texts, old_grade = _play(task, "3.0.0")
+    new_texts, new_grade = _play(task, "4.0.0")
+    assert new_grade["score"] == old_grade["score"] and new_grade["metrics"] == old_grade["metrics"]
+    labels = set()
+    for old, new in zip(old_texts, new_texts, strict=True):
+        for old_line, new_line in zip(old.splitlines(), new.splitlines(), strict=True):
+            old_cells, new_cells = old_line.split("|"), new_line.split("|")
+            if len(old_cells) < 12 or old_line == TABLE_HEADER:  # the headline, header and grammar
+                assert new_line == old_line
+                continue
+            value, label = new_cells[3].split(" ")
+            assert value == old_cells[3] and new_cells[:3] + new_cells[4:] == old_cells[:3] + old_cells[4:]
+            if float(value) != 0:  # a printed 0.0 may be a tiny rise or fall
+                assert label == ("up" if float(value) > 0 else "down")
+            labels.add(label)
+    assert {"up", "down"} <= labels
 
 
 def test_text_observation_fits_its_space_for_the_hard_task():

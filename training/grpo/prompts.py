@@ -52,7 +52,7 @@ class PromptSetConfig:
             20 days, seed 0) holds a position, so GRPO would never see a SELL decision.
         stride: keep every ``stride``-th decision of each episode (1 = every day).
         think: prompts ask for ``<think>`` reasoning before the actions (match what the SFT data used).
-        env_version: env version of the states and of the reward (default: the newest).
+        env_version: env version of the states and of the reward (default: ``ENV_VERSION``).
         split: the split the episodes come from; train unless you know why not.
         data: market data spec (``data.synthetic.resolve_data``, e.g. ``synthetic:edge``); None: real NIFTY.
     """

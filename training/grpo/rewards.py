@@ -11,7 +11,7 @@ For each completion, :class:`EnvScoreReward`
    credited with its own horizon, not with the rest of the episode), ``rsi`` (the RSI rule plays on) or
    ``recorded`` (the policy that reached the state plays on with the actions it actually took: the row's
    ``continuation`` column);
-4. returns the score of the finished episode under the env version (default: the newest), in [0, 1] -- the
+4. returns the score of the finished episode under the env version (default: 3.0.0), in [0, 1] -- the
    same grader evaluation reports -- minus, with ``baseline="hold"``, the score of the same episode with the
    decision replaced by HOLD and the same continuation. ``recorded`` + ``hold`` is the *counterfactual
    credit* of a decision: what this one decision changed in the episode the policy really played. The
@@ -72,7 +72,7 @@ class RewardConfig:
 
     Attributes:
         task: the task every row must belong to.
-        env_version: env version whose grader scores the finished episode (default: the newest).
+        env_version: env version whose grader scores the finished episode (default: ``ENV_VERSION``).
         continuation: policy that plays the rest of the episode after the decision: ``hold`` (keep the
             resulting positions; default), ``exit`` (keep them ``exit_days`` days, then sell all), ``rsi``
             (the RSI rule agent, through the text grammar) or ``recorded`` (the actions the reaching policy
@@ -189,12 +189,18 @@ def group_advantages(rewards: Sequence[float], group_size: int, scale_rewards: s
 
 
 def momentum_up(prompt: Any) -> bool | None:
-    """Whether a one-stock prompt shows a 5-day change > 0 (the edge market's regime signal); else None."""
+    """Whether a one-stock prompt shows a 5-day change > 0 (the edge market's regime signal); else None.
+
+    Env 4.0.0 prints the direction word after the value ("0.0 up"), which also tells a rounded tiny rise
+    from a fall; 3.0.0 prints the value alone."""
     from training.sft.think import table_cells
 
     try:
         cells = table_cells(completion_text(prompt))
-        return float(next(iter(cells.values()))["5d"]) > 0 if len(cells) == 1 else None
+        if len(cells) != 1:
+            return None
+        value, _, label = next(iter(cells.values()))["5d"].partition(" ")
+        return label == "up" if label else float(value) > 0
     except (ValueError, KeyError, StopIteration):
         return None
 

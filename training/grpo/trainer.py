@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from market_env.tasks import TASK_NAMES
-from market_env.versions import ENV_VERSIONS
+from market_env.versions import ENV_VERSION, ENV_VERSIONS
 from training.distributed import VLLM_MODES, vllm_config_kwargs, world_size
 
 # where a run's adapters and val history go: one module the trainer and its monitor both import
@@ -547,7 +547,7 @@ def make_parser() -> argparse.ArgumentParser:
     add(
         "--env-version",
         choices=sorted(ENV_VERSIONS),
-        help="env version of states and reward (default: newest)",
+        help=f"env version of states and reward (default: {ENV_VERSION})",
     )
     add("--resume", action="store_true", help="continue from the newest checkpoint-* in --output-dir")
     add("--save-steps", type=int, default=25, help="checkpoint every N steps")

@@ -56,7 +56,7 @@ class SFTDataConfig:
     max_hold_share: float = 0.5  # HOLD-only answers at most this share of each task's examples
     max_rounds: int = 4  # batches per (task, expert) before a rarely trading expert gives up its share
     experts: tuple[str, ...] = ("rsi", "trend", "bollinger")
-    env_version: str | None = None  # default: the newest
+    env_version: str | None = None  # default: ENV_VERSION (3.0.0)
     data: str | None = None  # market data spec (``data.synthetic.resolve_data``); None: the real panel
     report_episodes: int = 200  # val episodes per (task, expert) of the card's score table; 0: no table
     think: bool = True  # answers open with a grounded <think> trace; False: the action lines alone
@@ -524,7 +524,7 @@ def make_parser() -> argparse.ArgumentParser:
         default=defaults.report_episodes,
         help="val episodes per expert for the card's score table against hold and buy-and-hold (0: none)",
     )
-    parser.add_argument("--env-version", default=None, help="env version (default: the newest)")
+    parser.add_argument("--env-version", default=None, help="env version (default: 3.0.0)")
     parser.add_argument(
         "--no-think",
         dest="think",

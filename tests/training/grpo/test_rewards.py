@@ -513,3 +513,23 @@ def test_the_imitate_control_pays_exactly_the_answers_that_name_the_experts_orde
     assert config.invalid_score == pytest.approx(-0.1)
     with pytest.raises(ValueError, match="unknown expert 'macd'"):
         RewardConfig(imitate="macd")
+
+
+def test_under_env_4_the_prompts_5d_word_gives_the_sign_the_momentum_rule_reads():
+    """Env 4.0.0 prints the 5-day direction in words, so ``momentum_up`` (the regime metrics' and the probe's
+    split) is the sign of the raw change on every state, even where the printed value rounds to 0.0."""
+    rows = collect_rows(
+        PromptSetConfig(task="easy", episodes=6, seed=3, stride=2, data="synthetic:edge", env_version="4.0.0")
+    )
+    env = market_env.make(
+        "easy", split="train", obs_mode="text", data=resolve_data("synthetic:edge"), version="4.0.0"
+    )
+    env.reset(seed=0)
+    signs = set()
+    for row in rows:
+        env.set_state(state_from_json(row["state"]))
+        snapshot = env.market.snapshot()
+        change = snapshot.features[0, 0, snapshot.panel.feature_names.index("change_5d")]
+        assert momentum_up(row["prompt"]) == (change > 0)
+        signs.add(bool(change > 0))
+    assert signs == {True, False}
