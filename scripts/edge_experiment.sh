@@ -5,10 +5,10 @@
 # credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer; 16 states x 4
 # answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
 # projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum,
-# GRPO paid for agreeing with it) -> the
+# GRPO paid for agreeing with it), and SFT on momentum under env 4.0.0 (the 5-day direction in words) -> the
 # adapters shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT,
 # GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design
-# 3 also sampled). About 12 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
+# 3 also sampled). About 14 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
 # the output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy;
 # train it with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when
 # absent).
@@ -123,6 +123,22 @@ OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft" "${edge[@]}" --profi
   --output-dir "$out/grpo-imitate" > "$out/grpo-imitate.log" 2>&1 &
 llm "$out/ship/edge-sft-momentum" sft-momentum 1
 wait
+# Env 4.0.0 prints the 5-day direction in words ("7.4 up", docs/grpo.md). SFT on momentum under it: the same
+# 80 steps (the word alone did not part the regimes: P(BUY) 0.59 up, 0.57 down), then 240 steps (1.2 epochs;
+# the loss fell from about 0.2 to 0.01 between steps 80 and 110). About 25 + 70 + 30 minutes.
+make-sft-data --out "$out/sft-data-momentum4" --data synthetic:edge --easy 1600 --portfolio 0 \
+  --val-examples 100 --experts momentum --report-episodes 400 --no-think --no-progress --env-version 4.0.0
+OMP_NUM_THREADS=2 train-sft --data "$out/sft-data-momentum4" --task easy --max-steps 80 --save-steps 20 \
+  --eval-examples 0 --logging-steps 5 --profile cpu --output-dir "$out/sft-momentum4"
+python -m training.export "$out/sft-momentum4/adapter" "$out/ship/edge-sft-momentum4"
+python bench/grpo_policy_probe.py "$out/ship/edge-sft-momentum4" --episodes 8 --env-version 4.0.0
+OMP_NUM_THREADS=2 train-sft --data "$out/sft-data-momentum4" --task easy --max-steps 240 --save-steps 40 \
+  --eval-examples 0 --logging-steps 10 --profile cpu --output-dir "$out/sft-momentum4-long"
+python -m training.export "$out/sft-momentum4-long/adapter" "$out/ship/edge-sft-momentum4-long"
+llm "$out/ship/edge-sft-momentum4-long" sft-momentum4-long 2 --env-version 4.0.0
+evaluate --agent momentum expert:trend "${edge[@]}" --split val --episodes 200 --seed 0 --env-version 4.0.0 \
+  --json "$out/rules4-val.json" --out-dir "$out/eval" --run-name rules4-val --no-plots
+python scripts/results_table.py "$out"/{rules4,sft-momentum4-long}-val.json --vs momentum
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
