@@ -11,8 +11,8 @@ History
 - 3.0.0: grader 3.0.0 (score = clip(0.5 + net return), linear in P&L: no variance premium, size-aware,
   costs counted once); the position cap holds after the buy's own costs (``cap_after_costs``). Same tasks.
 - 4.0.0: 3.0.0's market, tasks and grader (every grade equals 3.0.0's); the text observation's 5d% cell
-  carries its direction word ("-0.4 down"), as the trend cell does. smollm2-135m did not learn to read the
-  sign of the bare number (docs/grpo.md, "Controls with a known answer"). A changed observation is a
+  carries its direction word ("-0.4 down"), as the trend cell does, so a small model can key on a word
+  rather than a sign (docs/grpo.md, "The direction in words"). A changed observation is a
   changed interface, hence a major version. 3.0.0 stays the default: the published LLM rows were trained
   and measured on its text.
 """
