@@ -69,11 +69,11 @@ def project_out(update: Any, directions: Any, tolerance: float = 1e-6) -> tuple[
     nearly dependent rows do not blow up the basis."""
     import torch
 
-    # in float64: a dependent row's diagonal entry is then ~1e-16, far below the tolerance, not ~1e-7
-    basis, triangle = torch.linalg.qr(directions.double().T)  # (n, k) orthonormal columns spanning the rows
-    diagonal = triangle.diagonal().abs()
-    keep = diagonal > tolerance * diagonal.max().clamp_min(torch.finfo(diagonal.dtype).tiny)
-    basis, wide = basis[:, keep], update.double()
+    # SVD, not QR: an unpivoted QR's diagonal does not reveal rank (a zero row before a nonzero one can zero
+    # both diagonal entries and drop a real direction). In float64 a dependent row's singular value is ~1e-16.
+    _, singular, rows = torch.linalg.svd(directions.double(), full_matrices=False)
+    keep = singular > tolerance * singular.max().clamp_min(torch.finfo(singular.dtype).tiny)
+    basis, wide = rows[keep].T, update.double()  # (n, k) orthonormal columns spanning the rows
     removed = basis @ (basis.T @ wide)
     norm = wide.norm()
     share = float(removed.norm() / norm) if norm > 0 else 0.0
