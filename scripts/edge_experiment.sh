@@ -5,13 +5,13 @@
 # credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer; 16 states x 4
 # answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
 # projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum,
-# GRPO paid for agreeing with it), and SFT on momentum under env 4.0.0 (the 5-day direction in words) -> the
-# adapters shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT,
-# GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design
-# 3 also sampled). About 14 hours on an idle 2-core machine (two jobs at a time where they can). Arguments:
-# the output folder (default runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy;
-# train it with `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when
-# absent).
+# GRPO paid for agreeing with it), SFT on momentum under env 4.0.0 (the 5-day direction in words), and SFT
+# on trend for 240 steps then GRPO under 4.0.0 -> the adapters shipped as fp16 (python -m training.export;
+# the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the
+# baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 16 hours on an
+# idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default
+# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
+# `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(bash scripts/setup.sh | tail -n 1)"
@@ -139,6 +139,25 @@ llm "$out/ship/edge-sft-momentum4-long" sft-momentum4-long 2 --env-version 4.0.0
 evaluate --agent momentum expert:trend "${edge[@]}" --split val --episodes 200 --seed 0 --env-version 4.0.0 \
   --json "$out/rules4-val.json" --out-dir "$out/eval" --run-name rules4-val --no-plots
 python scripts/results_table.py "$out"/{rules4,sft-momentum4-long}-val.json --vs momentum
+# The issue's experiment under env 4.0.0: SFT from the trend expert for 240 steps (not 80), then GRPO from it
+# (design 4's settings, sampled at temperature 1.5: at 1 the sharp SFT policy left 62-100% of the groups flat
+# in the first 3 steps), both on the same 200 val episodes. About 70 + 35 + 2 x 45 minutes.
+make-sft-data --out "$out/sft-data-trend4" --data synthetic:edge --easy 1600 --portfolio 0 --val-examples 100 \
+  --experts trend --report-episodes 400 --no-think --no-progress --env-version 4.0.0
+OMP_NUM_THREADS=2 train-sft --data "$out/sft-data-trend4" --task easy --max-steps 240 --save-steps 40 \
+  --eval-examples 0 --logging-steps 10 --profile cpu --output-dir "$out/sft-trend4-long"
+python -m training.export "$out/sft-trend4-long/adapter" "$out/ship/edge-sft-trend4"
+python bench/grpo_policy_probe.py "$out/ship/edge-sft-trend4" --episodes 8 --env-version 4.0.0 --transfer
+OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
+  --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
+  --temperature 1.5 --learning-rate 6e-5 --epsilon-high 0.28 --max-steps 30 --save-steps 5 --eval-episodes 0 \
+  --continuation exit --exit-days 3 --baseline hold --output-dir "$out/grpo-trend4" > "$out/grpo-trend4.log" 2>&1 &
+llm "$out/ship/edge-sft-trend4" sft-trend4 1 --env-version 4.0.0
+wait
+python -m training.export "$out/grpo-trend4/final" "$out/ship/edge-grpo-trend4"
+llm "$out/ship/edge-grpo-trend4" grpo-trend4 2 --env-version 4.0.0
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-trend4}-val.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
