@@ -6,10 +6,11 @@
 # answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
 # projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum,
 # GRPO paid for agreeing with it), SFT on momentum under env 4.0.0 (the 5-day direction in words), and SFT
-# on trend for 240 steps then GRPO under 4.0.0 -> the adapters shipped as fp16 (python -m training.export;
-# the rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the
-# baselines on the same 200 val episodes, paired (SFT and design 3 also sampled). About 16 hours on an
-# idle 2-core machine (two jobs at a time where they can). Arguments: the output folder (default
+# on trend for 240 steps then GRPO under 4.0.0 (design 4, and design 7 at two temperatures) -> the adapters
+# shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT, GRPO, the
+# trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design 3 also
+# sampled). About 18 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
+# output folder (default
 # runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
 # `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
@@ -157,6 +158,24 @@ wait
 python -m training.export "$out/grpo-trend4/final" "$out/ship/edge-grpo-trend4"
 llm "$out/ship/edge-grpo-trend4" grpo-trend4 2 --env-version 4.0.0
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-trend4}-val.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
+# GRPO from the same SFT with each update projected off the actions' levels (--project-levels, design 7),
+# sampled at temperature 1.5 and 1.25, both 30 steps, then both on the same 200 val episodes. About 50
+# minutes (two runs side by side, one thread each) + 40 (the two evaluations side by side).
+for t in 15 125; do
+  OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
+    --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
+    --temperature "${t:0:1}.${t:1}" --learning-rate 6e-5 --epsilon-high 0.28 --max-steps 30 --save-steps 5 \
+    --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels \
+    --output-dir "$out/grpo-pl-t$t" > "$out/grpo-pl-t$t.log" 2>&1 &
+done
+wait
+for t in 15 125; do
+  python -m training.export "$out/grpo-pl-t$t/final" "$out/ship/edge-grpo-pl-t$t"
+  llm "$out/ship/edge-grpo-pl-t$t" "grpo-pl-t$t" 1 --env-version 4.0.0 &
+done
+wait
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-trend4,grpo-pl-t15,grpo-pl-t125}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 
 rules=(momentum expert:trend)
