@@ -9,7 +9,7 @@
 # on trend for 240 steps then GRPO under 4.0.0 (design 4, and design 7 at two temperatures) -> the adapters
 # shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT, GRPO, the
 # trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design 3 also
-# sampled). About 18 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
+# sampled). About 19 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
 # output folder (default
 # runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
 # `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
@@ -176,6 +176,17 @@ for t in 15 125; do
 done
 wait
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-trend4,grpo-pl-t15,grpo-pl-t125}-val.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
+# The trend SFT and the temperature-1.5 run on the 200 test episodes (about 42 minutes, side by side).
+evaluate --agent momentum expert:trend "${edge[@]}" --split test --episodes 200 --seed 0 --env-version 4.0.0 \
+  --json "$out/rules4-test.json" --out-dir "$out/eval" --run-name rules4-test --no-plots
+for run in sft-trend4 grpo-pl-t15; do
+  OMP_NUM_THREADS=1 evaluate --agent "llm:smollm2-135m@$out/ship/edge-$run" "${edge[@]}" --split test \
+    --episodes 200 --seed 0 --max-new-tokens 16 --batch-size 100 --env-version 4.0.0 \
+    --json "$out/$run-test.json" --out-dir "$out/eval" --run-name "$run-test" --no-plots &
+done
+wait
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 
 rules=(momentum expert:trend)
