@@ -9,7 +9,7 @@
 # on trend for 240 steps then GRPO under 4.0.0 (design 4, and design 7 at two temperatures) -> the adapters
 # shipped as fp16 (python -m training.export; the rows are measured on the shipped files) -> SFT, GRPO, the
 # trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design 3 also
-# sampled). About 19 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
+# sampled). About 21 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
 # output folder (default
 # runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
 # `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
@@ -188,6 +188,27 @@ done
 wait
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
+# Two levers on the temperature-1.5 run: the same run continued from step 30 to 60 (--resume on a copy),
+# and a fresh 30-step run at 2.5x the learning rate; both then on the same 200 val episodes. About 50
+# minutes (side by side, one thread each) + 42 (the two evaluations side by side).
+cp -r "$out/grpo-pl-t15" "$out/grpo-pl-t15-60"
+for lever in "grpo-pl-t15-60 6e-5 60 --resume" "grpo-pl-lr15 1.5e-4 30"; do
+  read -r run lr steps resume <<< "$lever"
+  OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
+    --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
+    --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
+    --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
+    --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
+done
+wait
+for run in grpo-pl-t15-60 grpo-pl-lr15; do
+  python -m training.export "$out/$run/final" "$out/ship/edge-$run"
+  llm "$out/ship/edge-$run" "$run" 1 --env-version 4.0.0 &
+done
+wait
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-t15-60,grpo-pl-lr15}-val.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
+python bench/grpo_curves.py "$out/grpo-pl-t15-60" "$out/grpo-pl-lr15" --out "$out/grpo_pl_more.png" --blocks 5
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
