@@ -8,9 +8,9 @@
 # GRPO paid for agreeing with it), SFT on momentum under env 4.0.0 (the 5-day direction in words), and SFT
 # on trend for 240 steps then GRPO under 4.0.0 (design 4, design 7 at two temperatures, then 60 steps and
 # 2.5x the lr) -> the adapters shipped as fp16 (python -m training.export; the rows are measured on the
-# shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val episodes, paired (SFT and design 3 also
-# sampled). About 21 hours on an idle 2-core machine (two jobs at a time where they can). Arguments: the
-# output folder (default
+# shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val
+# episodes, paired (SFT and design 3 also sampled). About 21 hours on an idle 2-core machine (two jobs at a
+# time where they can). Arguments: the output folder (default
 # runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
 # `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
