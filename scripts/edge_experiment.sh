@@ -4,15 +4,15 @@
 # smollm2-135m -> seven GRPO designs from the SFT adapter (on-policy counterfactual credit; the fork with
 # credit against HOLD; 3-day exit credit with larger groups; the same at twice the lr, longer; 16 states x 4
 # answers at temperature 0.7; design 4 with each action's pooled credit removed; design 4 with each update
-# projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum,
-# GRPO paid for agreeing with it), SFT on momentum under env 4.0.0 (the 5-day direction in words), and SFT
-# on trend for 240 steps then GRPO under 4.0.0 (design 4, design 7 at two temperatures, then 60 steps and
-# 2.5x the lr) -> the adapters shipped as fp16 (python -m training.export; the rows are measured on the
-# shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on the same 200 val
-# episodes, paired (SFT and design 3 also sampled). About 21 hours on an idle 2-core machine (two jobs at a
-# time where they can). Arguments: the output folder (default
-# runs/edge) and the PPO run to show beside them (default runs/ppo-edge-easy; train it with
-# `train-ppo --task easy --data synthetic:edge --output-dir runs/ppo-edge-easy`; skipped when absent).
+# projected off the actions' levels) -> two controls that hand the model the answer (SFT on momentum, GRPO
+# paid for agreeing with it), SFT on momentum under env 4.0.0 (the 5-day direction in words), and SFT on trend
+# for 240 steps then GRPO under 4.0.0 (design 4, design 7 at two temperatures, then 60 steps and 2.5x the lr,
+# then 2.5x the lr for 60 steps and 5x for 30) -> the adapters shipped as fp16 (python -m training.export; the
+# rows are measured on the shipped files) -> SFT, GRPO, the trend expert, momentum, PPO and the baselines on
+# the same 200 val episodes, paired (SFT and design 3 also sampled). About 23 hours on an idle 2-core machine
+# (two jobs at a time where they can). Arguments: the output folder (default runs/edge) and the PPO run to
+# show beside them (default runs/ppo-edge-easy; train it with `train-ppo --task easy --data synthetic:edge
+# --output-dir runs/ppo-edge-easy`; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(bash scripts/setup.sh | tail -n 1)"
@@ -209,6 +209,26 @@ wait
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-t15-60,grpo-pl-lr15}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
 python bench/grpo_curves.py "$out/grpo-pl-t15-60" "$out/grpo-pl-lr15" --out "$out/grpo_pl_more.png" --blocks 5
+# The lr-1.5e-4 run pushed further: continued from step 30 to 60 (--resume on a copy), and a fresh 30-step
+# run at 3e-4; both then on the same 200 val episodes. About 50 minutes (side by side, one thread each) + 45.
+cp -r "$out/grpo-pl-lr15" "$out/grpo-pl-lr15-60"
+for lever in "grpo-pl-lr15-60 1.5e-4 60 --resume" "grpo-pl-lr30 3e-4 30"; do
+  read -r run lr steps resume <<< "$lever"
+  OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
+    --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
+    --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
+    --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
+    --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
+done
+wait
+for run in grpo-pl-lr15-60 grpo-pl-lr30; do
+  python -m training.export "$out/$run/final" "$out/ship/edge-$run"
+  llm "$out/ship/edge-$run" "$run" 1 --env-version 4.0.0 &
+done
+wait
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15,grpo-pl-lr15-60,grpo-pl-lr30}-val.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
+python bench/grpo_curves.py "$out/grpo-pl-lr15-60" "$out/grpo-pl-lr30" --out "$out/grpo_pl_lr.png" --blocks 5
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
