@@ -188,47 +188,44 @@ done
 wait
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
+# Design 7 from the trend SFT at other step counts and learning rates. Each argument: "run lr steps [--resume]";
+# the runs train side by side (one thread each), then each is shipped and evaluated on the 200 val episodes.
+design7_levers() {
+  for lever in "$@"; do
+    read -r run lr steps resume <<< "$lever"
+    OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
+      --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
+      --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
+      --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
+      --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
+  done
+  wait
+  for lever in "$@"; do
+    read -r run _ <<< "$lever"
+    python -m training.export "$out/$run/final" "$out/ship/edge-$run"
+    llm "$out/ship/edge-$run" "$run" 1 --env-version 4.0.0 &
+  done
+  wait
+}
 # Two levers on the temperature-1.5 run: the same run continued from step 30 to 60 (--resume on a copy),
-# and a fresh 30-step run at 2.5x the learning rate; both then on the same 200 val episodes. About 50
-# minutes (side by side, one thread each) + 42 (the two evaluations side by side).
+# and a fresh 30-step run at 2.5x the learning rate. About 50 minutes + 42 (the two evaluations).
 cp -r "$out/grpo-pl-t15" "$out/grpo-pl-t15-60"
-for lever in "grpo-pl-t15-60 6e-5 60 --resume" "grpo-pl-lr15 1.5e-4 30"; do
-  read -r run lr steps resume <<< "$lever"
-  OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
-    --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
-    --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
-    --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
-    --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
-done
-wait
-for run in grpo-pl-t15-60 grpo-pl-lr15; do
-  python -m training.export "$out/$run/final" "$out/ship/edge-$run"
-  llm "$out/ship/edge-$run" "$run" 1 --env-version 4.0.0 &
-done
-wait
+design7_levers "grpo-pl-t15-60 6e-5 60 --resume" "grpo-pl-lr15 1.5e-4 30"
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-t15-60,grpo-pl-lr15}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
 python bench/grpo_curves.py "$out/grpo-pl-t15-60" "$out/grpo-pl-lr15" --out "$out/grpo_pl_more.png" --blocks 5
-# The lr-1.5e-4 run pushed further: continued from step 30 to 60 (--resume on a copy), and a fresh 30-step
-# run at 3e-4; both then on the same 200 val episodes. About 50 minutes (side by side, one thread each) + 45.
+# The lr-1.5e-4 run pushed further: continued from step 30 to 60, and a fresh 30-step run at 3e-4. About 50
+# minutes + 45. Then the 60-step adapter (shipped as adapters/edge-grpo-trend4) on the 200 test episodes.
 cp -r "$out/grpo-pl-lr15" "$out/grpo-pl-lr15-60"
-for lever in "grpo-pl-lr15-60 1.5e-4 60 --resume" "grpo-pl-lr30 3e-4 30"; do
-  read -r run lr steps resume <<< "$lever"
-  OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
-    --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
-    --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
-    --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
-    --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
-done
-wait
-for run in grpo-pl-lr15-60 grpo-pl-lr30; do
-  python -m training.export "$out/$run/final" "$out/ship/edge-$run"
-  llm "$out/ship/edge-$run" "$run" 1 --env-version 4.0.0 &
-done
-wait
+design7_levers "grpo-pl-lr15-60 1.5e-4 60 --resume" "grpo-pl-lr30 3e-4 30"
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15,grpo-pl-lr15-60,grpo-pl-lr30}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
 python bench/grpo_curves.py "$out/grpo-pl-lr15-60" "$out/grpo-pl-lr30" --out "$out/grpo_pl_lr.png" --blocks 5
+OMP_NUM_THREADS=2 evaluate --agent "llm:smollm2-135m@$out/ship/edge-grpo-pl-lr15-60" "${edge[@]}" --split test \
+  --episodes 200 --seed 0 --max-new-tokens 16 --batch-size 100 --env-version 4.0.0 \
+  --json "$out/grpo-pl-lr15-60-test.json" --out-dir "$out/eval" --run-name grpo-pl-lr15-60-test --no-plots
+python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-lr15-60}-test.json \
+  --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 
 rules=(momentum expert:trend)
 [ -d "$ppo" ] && rules+=("ppo:$ppo")
