@@ -29,10 +29,12 @@ OMP_NUM_THREADS=2 train-sft --data "$out/sft-data" --task easy --max-steps 80 --
 python -m training.export "$out/sft-edge/adapter" "$out/ship/edge-sft"
 
 # The same 200 val episodes (seed 0) for every agent; separate runs pair row by row (checked by the table).
+# An LLM adapter on the 200 episodes of seed 0: llm ADAPTER NAME THREADS [evaluate options]; split=test llm ...
 llm() {
-  OMP_NUM_THREADS="$3" evaluate --agent "llm:smollm2-135m@$1" "${edge[@]}" --split val --episodes 200 \
-    --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-val.json" --out-dir "$out/eval" \
-    --run-name "$2-val" --no-plots "${@:4}"
+  local split="${split:-val}"
+  OMP_NUM_THREADS="$3" evaluate --agent "llm:smollm2-135m@$1" "${edge[@]}" --split "$split" --episodes 200 \
+    --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-$split.json" --out-dir "$out/eval" \
+    --run-name "$2-$split" --no-plots "${@:4}"
 }
 # --flat-groups keep, --no-share-prompts: the three designs ran before flat groups left the loss's token
 # count and before each prompt was computed once in the training pass (docs/grpo.md)
@@ -188,18 +190,23 @@ done
 wait
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
-# Design 7 from the trend SFT at other step counts and learning rates. Each argument: "run lr steps [--resume]";
-# the runs train side by side (one thread each), then each is shipped and evaluated on the 200 val episodes.
-design7_levers() {
+# Design 7 from the trend SFT at other step counts, learning rates and seeds. Each argument: "run lr steps
+# [train-grpo options]"; the runs train side by side (one thread each). design7_levers then ships each one
+# and evaluates it on the 200 val episodes.
+design7_train() {
   for lever in "$@"; do
-    read -r run lr steps resume <<< "$lever"
+    read -r run lr steps extra <<< "$lever"
+    # shellcheck disable=SC2086  # extra: zero or more options
     OMP_NUM_THREADS=1 train-grpo --adapter "$out/ship/edge-sft-trend4" "${edge[@]}" --env-version 4.0.0 \
       --profile cpu --no-think --max-completion-length 16 --num-generations 8 --prompts-per-step 8 \
       --temperature 1.5 --learning-rate "$lr" --epsilon-high 0.28 --max-steps "$steps" --save-steps 5 \
-      --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $resume \
+      --eval-episodes 0 --continuation exit --exit-days 3 --baseline hold --project-levels $extra \
       --output-dir "$out/$run" > "$out/$run.log" 2>&1 &
   done
   wait
+}
+design7_levers() {
+  design7_train "$@"
   for lever in "$@"; do
     read -r run _ <<< "$lever"
     python -m training.export "$out/$run/final" "$out/ship/edge-$run"
@@ -221,9 +228,7 @@ design7_levers "grpo-pl-lr15-60 1.5e-4 60 --resume" "grpo-pl-lr30 3e-4 30"
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15,grpo-pl-lr15-60,grpo-pl-lr30}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
 python bench/grpo_curves.py "$out/grpo-pl-lr15-60" "$out/grpo-pl-lr30" --out "$out/grpo_pl_lr.png" --blocks 5
-OMP_NUM_THREADS=2 evaluate --agent "llm:smollm2-135m@$out/ship/edge-grpo-pl-lr15-60" "${edge[@]}" --split test \
-  --episodes 200 --seed 0 --max-new-tokens 16 --batch-size 100 --env-version 4.0.0 \
-  --json "$out/grpo-pl-lr15-60-test.json" --out-dir "$out/eval" --run-name grpo-pl-lr15-60-test --no-plots
+split=test llm "$out/ship/edge-grpo-pl-lr15-60" grpo-pl-lr15-60 2 --env-version 4.0.0
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-lr15-60}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 
