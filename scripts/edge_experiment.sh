@@ -29,9 +29,9 @@ OMP_NUM_THREADS=2 train-sft --data "$out/sft-data" --task easy --max-steps 80 --
 python -m training.export "$out/sft-edge/adapter" "$out/ship/edge-sft"
 
 # The same 200 val episodes (seed 0) for every agent; separate runs pair row by row (checked by the table).
-# An LLM adapter on the 200 episodes of seed 0: llm ADAPTER NAME THREADS [options]; split=test llm ...
+# An LLM adapter on the 200 episodes of seed 0: llm ADAPTER NAME THREADS [options]; llm_split=test llm ...
 llm() {
-  local split="${split:-val}"
+  local split="${llm_split:-val}"  # not $split: a loop variable of that name would leak in
   OMP_NUM_THREADS="$3" evaluate --agent "llm:smollm2-135m@$1" "${edge[@]}" --split "$split" --episodes 200 \
     --seed 0 --max-new-tokens 16 --batch-size 100 --json "$out/$2-$split.json" --out-dir "$out/eval" \
     --run-name "$2-$split" --no-plots "${@:4}"
@@ -228,20 +228,20 @@ design7_levers "grpo-pl-lr15-60 1.5e-4 60 --resume" "grpo-pl-lr30 3e-4 30"
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15,grpo-pl-lr15-60,grpo-pl-lr30}-val.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum --vs expert:trend
 python bench/grpo_curves.py "$out/grpo-pl-lr15-60" "$out/grpo-pl-lr30" --out "$out/grpo_pl_lr.png" --blocks 5
-split=test llm "$out/ship/edge-grpo-pl-lr15-60" grpo-pl-lr15-60 2 --env-version 4.0.0
+llm_split=test llm "$out/ship/edge-grpo-pl-lr15-60" grpo-pl-lr15-60 2 --env-version 4.0.0
 python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-t15,grpo-pl-lr15-60}-test.json \
   --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 # A second seed of that run (--seed 1; every run above is seed 0): 30 steps, resumed to 60, shipped, then its
-# val and test episodes side by side. About 70 minutes (measured on two threads, alone) + 45.
+# val and test episodes side by side. About 100 minutes (65 s a step on two threads, alone) + 45.
 design7_train "grpo-seed1 1.5e-4 30 --seed 1"
 design7_train "grpo-seed1 1.5e-4 60 --seed 1 --resume"
 python -m training.export "$out/grpo-seed1/final" "$out/ship/edge-grpo-seed1"
-for split in val test; do
-  split=$split llm "$out/ship/edge-grpo-seed1" grpo-seed1 1 --env-version 4.0.0 &
+for part in val test; do
+  llm_split=$part llm "$out/ship/edge-grpo-seed1" grpo-seed1 1 --env-version 4.0.0 &
 done
 wait
-for split in val test; do
-  python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15-60,grpo-seed1}-$split.json \
+for part in val test; do
+  python scripts/results_table.py "$out"/{rules4,sft-trend4,grpo-pl-lr15-60,grpo-seed1}-$part.json \
     --vs "llm:smollm2-135m@$out/ship/edge-sft-trend4" --vs momentum
 done
 python bench/grpo_curves.py "$out/grpo-pl-lr15-60" "$out/grpo-seed1" --out "$out/grpo_seeds.png" --blocks 5
